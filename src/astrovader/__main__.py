@@ -1,0 +1,3 @@
+from astrovader.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""The `astrovader` command line: thin wrappers that parse options and call the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from astrovader.config import Config
+from astrovader.console import console, progress_bar
+from astrovader.errors import AstroVaDErError
+
+app = typer.Typer(
+    help="AstroVaDEr: unsupervised galaxy morphology clustering and generation (VaDE + s3VDC).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+PresetOption = typer.Option("cpu", "--preset", help="paper, cpu (default) or tiny")
+ConfigOption = typer.Option(None, "--config", help="YAML config file (overrides the preset)")
+
+
+def load_config(preset: str = "cpu", config_file: Optional[Path] = None, **overrides) -> Config:
+    """The preset, then the config file, then explicit dotted overrides ({'train.seed': 3})."""
+    config = Config.from_yaml(config_file) if config_file else Config.from_preset(preset)
+    present = {key: value for key, value in overrides.items() if value is not None}
+    return config.with_overrides(present) if present else config
+
+
+@app.command()
+def prepare(
+    catalogue: Path = typer.Argument(..., help="catalogue (CSV/Parquet/FITS), image folder, or IDX file/folder"),
+    out: Path = typer.Option(..., "--out", help="cache folder to create (or resume)"),
+    preset: str = PresetOption,
+    config_file: Optional[Path] = ConfigOption,
+    where: Optional[str] = typer.Option(None, "--where", help="row selection, e.g. 't01_total_votes > 36'"),
+    size: Optional[int] = typer.Option(None, "--size", help="model input size in pixels"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="decoding processes (default 2)"),
+) -> None:
+    """Decode every image once into a memory-mapped cache with a fixed split; resumable."""
+    from astrovader.data.cache import prepare as run_prepare
+
+    config = load_config(preset, config_file, **{"data.where": where, "data.image_size": size, "data.workers": workers})
+    with progress_bar("prepare") as update:
+        summary = run_prepare(catalogue, out, config.data, progress=update)
+    console.print(summary.line())
+    if summary.rejected:
+        console.print(f"rejected inputs and reasons: {out / 'rejects.csv'}")
+
+
+@app.command()
+def simulate(
+    n: int = typer.Option(2000, "--n", min=1, help="number of galaxies"),
+    size: int = typer.Option(96, "--size", min=8, help="stamp side in pixels (SDSS 0.396 arcsec/px)"),
+    out: Path = typer.Option(..., "--out", help="folder for images/, catalog.csv and truth.parquet"),
+    seed: int = typer.Option(0, "--seed", help="same seed, same images"),
+    companion_fraction: float = typer.Option(0.5, "--companion-fraction", min=0, max=1, help="fraction with companions"),
+    workers: int = typer.Option(2, "--workers", min=1, help="worker processes"),
+) -> None:
+    """Simulate realistic galaxies with GalSim (bulge + disk, PSF, noise, companions) and their truth."""
+    from astrovader.data.simulate import simulate as run_simulate
+
+    with progress_bar("simulate", total=n) as update:
+        summary = run_simulate(
+            n=n, size=size, out=out, seed=seed, companion_fraction=companion_fraction, workers=workers, progress=update
+        )
+    console.print(summary.line())
+
+
+@app.command()
+def cutouts(
+    catalogue: Path = typer.Argument(..., help="table with id, ra, dec (and a size column for --scale-column)"),
+    out: Path = typer.Option(..., "--out", help="folder for the cutouts and their catalogue"),
+    survey: str = typer.Option("sdss", "--survey", help="sdss, legacy, or hips:<HiPS id>"),
+    size: int = typer.Option(256, "--size", min=8, help="cutout side in pixels"),
+    scale_column: Optional[str] = typer.Option(None, "--scale-column", help="size column, e.g. petroR90_r (arcsec)"),
+    scale_factor: float = typer.Option(0.02, "--scale-factor", help="arcsec per pixel = factor x scale column"),
+    pixscale: Optional[float] = typer.Option(None, "--pixscale", help="fixed arcsec per pixel (instead of a column)"),
+    id_column: str = typer.Option("id_str", "--id-column"),
+    ra_column: str = typer.Option("ra", "--ra-column"),
+    dec_column: str = typer.Option("dec", "--dec-column"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="override the survey's service URL"),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="requests in flight at most"),
+    rate: float = typer.Option(5.0, "--rate", help="requests per second at most (be polite)"),
+    retries: int = typer.Option(4, "--retries", min=0, help="retries on timeouts and 5xx (never on 4xx)"),
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds per request"),
+) -> None:
+    """Download one survey cutout per catalogue row (resumable, atomic) and write a catalogue for `prepare`."""
+    from astrovader.data.cutouts import CutoutOptions, download_cutouts
+
+    options = CutoutOptions(
+        survey=survey, size=size, scale_column=scale_column, scale_factor=scale_factor, pixscale=pixscale,
+        id_column=id_column, ra_column=ra_column, dec_column=dec_column, base_url=base_url,
+        concurrency=concurrency, rate=rate, retries=retries, timeout=timeout,
+    )
+    with progress_bar("cutouts") as update:
+        summary = download_cutouts(catalogue, out, options, progress=update)
+    console.print(summary.line())
+
+
+@app.command("config")
+def show_config(
+    preset: str = PresetOption,
+    config_file: Optional[Path] = ConfigOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="write the YAML here instead of printing it"),
+) -> None:
+    """Print (or write) the full configuration of a preset or config file as YAML."""
+    config = load_config(preset, config_file)
+    text = config.to_yaml(out)
+    if out is None:
+        typer.echo(text, nl=False)
+
+
+def main() -> None:
+    from astrovader.runtime import reexec_with_allocator
+
+    reexec_with_allocator(sys.argv[1:])
+    try:
+        app()
+    except AstroVaDErError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None

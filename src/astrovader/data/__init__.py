@@ -1,0 +1,1 @@
+"""Data: catalogues, image decoding and preprocessing, the cache, splits, loaders, simulation."""

@@ -1,0 +1,181 @@
+"""Decode one image file and preprocess it exactly as the paper (section 2), step by step.
+
+decode:      JPEG / PNG (Pillow), FITS 2-D or band cube (astropy), .npy, IDX rows
+             -> float32 array (bands, height, width)
+preprocess:  non-finite policy -> central crop -> gray (band average) or keep 3 bands
+             -> antialiased resize -> scale to [0, 1] -> uint8 (bands, size, size)
+
+Every failure raises ImageError whose message is the reason written to rejects.csv.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from astrovader.config import DataConfig
+from astrovader.errors import ImageError
+
+_FILTERS = {
+    "area": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def decode(file_loc: str) -> np.ndarray:
+    """Read `file_loc` (optionally `path#index` for one image of a stack) as (bands, H, W)."""
+    if not file_loc:
+        raise ImageError("no file given")
+    path_text, _, index = file_loc.partition("#")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ImageError("missing file")
+    if path.stat().st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+    name = path.name.lower()
+    if "idx" in name and "ubyte" in name:
+        image = _decode_stack_row(path, index)
+    elif name.endswith(".npy"):
+        image = _decode_npy(path, index)
+    elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz", ".fz")):
+        image = _decode_fits(path)
+    else:
+        image = _decode_pillow(path)
+    return _as_bands_first(image)
+
+
+def _decode_pillow(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # forces a full decode, so truncated files fail here
+            if opened.mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr"):
+                opened = opened.convert("RGB" if opened.mode != "LA" else "L")
+            elif opened.mode not in ("L", "RGB", "I", "I;16", "F"):
+                opened = opened.convert("RGB")
+            array = np.asarray(opened, dtype=np.float32)
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"corrupt or truncated image ({error})") from None
+    return array if array.ndim == 2 else np.moveaxis(array, -1, 0)
+
+
+def _decode_fits(path: Path) -> np.ndarray:
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            for hdu in hdus:
+                if hdu.data is not None and getattr(hdu, "is_image", False) and hdu.data.ndim >= 2:
+                    return np.asarray(hdu.data, dtype=np.float32)
+    except Exception as error:  # noqa: BLE001 - astropy raises many kinds for bad files
+        raise ImageError(f"unreadable FITS ({error.__class__.__name__}: {error})") from None
+    raise ImageError("FITS file has no image data")
+
+
+def _decode_npy(path: Path, index: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as error:  # noqa: BLE001
+        raise ImageError(f"unreadable .npy ({error.__class__.__name__}: {error})") from None
+    if index:
+        array = _row(array, index)
+    return np.asarray(array, dtype=np.float32)
+
+
+def _decode_stack_row(path: Path, index: str) -> np.ndarray:
+    from astrovader.data.idx import cached_idx
+
+    try:
+        stack = cached_idx(str(path))
+    except Exception as error:  # noqa: BLE001
+        raise ImageError(str(error)) from None
+    return np.asarray(_row(stack, index), dtype=np.float32)
+
+
+def _row(stack: np.ndarray, index: str) -> np.ndarray:
+    try:
+        return stack[int(index)]
+    except (ValueError, IndexError):
+        raise ImageError(f"no image #{index} in a stack of {len(stack)}") from None
+
+
+def _as_bands_first(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image[None]
+    if image.ndim == 3:
+        # (H, W, B) with few bands last, as images and many .npy files are stored.
+        if image.shape[-1] <= 4 and image.shape[0] > 4:
+            image = np.moveaxis(image, -1, 0)
+        return np.ascontiguousarray(image)
+    raise ImageError(f"expected a 2-D image or a band cube, got shape {image.shape}")
+
+
+def preprocess(image: np.ndarray, config: DataConfig) -> np.ndarray:
+    """(bands, H, W) float -> uint8 (config.bands, size, size) scaled to [0, 255]."""
+    image = handle_nonfinite(image, config.nonfinite)
+    image = central_crop(image, config)
+    image = to_bands(image, config.color)
+    image = resize(image, config.image_size, config.resize_filter)
+    image = scale(image, config)
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def handle_nonfinite(image: np.ndarray, policy: str) -> np.ndarray:
+    finite = np.isfinite(image)
+    if finite.all():
+        return image
+    if not finite.any():
+        raise ImageError("all pixels are NaN or infinite")
+    if policy == "reject":
+        raise ImageError(f"{int((~finite).sum())} NaN or infinite pixels")
+    fill = 0.0 if policy == "zero" else float(np.median(image[finite]))
+    return np.where(finite, image, fill).astype(np.float32)
+
+
+def central_crop(image: np.ndarray, config: DataConfig) -> np.ndarray:
+    height, width = image.shape[-2:]
+    if config.crop_pixels is not None:
+        side = config.crop_pixels
+        if min(height, width) < side:
+            raise ImageError(f"image {width}x{height} px is smaller than the {side} px crop")
+    else:
+        side = max(1, int(round(config.crop_fraction * min(height, width))))
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[:, top : top + side, left : left + side]
+
+
+def to_bands(image: np.ndarray, color: str) -> np.ndarray:
+    if color == "gray":
+        return image.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
+    if image.shape[0] != 3:
+        raise ImageError(f"has {image.shape[0]} band(s), colour mode needs 3")
+    return image
+
+
+def resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
+    if image.shape[-2:] == (size, size):
+        return image
+    resample = _FILTERS[method]
+    bands = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(band, dtype=np.float32), mode="F").resize((size, size), resample))
+        for band in image
+    ]
+    return np.stack(bands)
+
+
+def scale(image: np.ndarray, config: DataConfig) -> np.ndarray:
+    """To [0, 1]: per-image min-max (the public code), fixed divisor, or asinh then min-max."""
+    if config.scaling == "fixed":
+        return np.clip(image / config.fixed_max, 0.0, 1.0)
+    if config.scaling == "asinh":
+        median = np.median(image)
+        sigma = 1.4826 * np.median(np.abs(image - median)) or float(np.std(image)) or 1.0
+        image = np.arcsinh((image - median) / (config.asinh_softening * sigma))
+    low, high = float(image.min()), float(image.max())
+    if high <= low:  # a constant image carries no shape: all zeros, never NaN
+        return np.zeros_like(image)
+    return (image - low) / (high - low)

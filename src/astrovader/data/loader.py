@@ -1,0 +1,101 @@
+"""Batches from the cache: whole batches read from the memory map, flips applied on the fly.
+
+The order and the flips of an epoch are a pure function of (seed, epoch, rank), so an
+interrupted run that restarts an epoch sees exactly the same batches, and each rank of a
+data-parallel run reads its own disjoint share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+AUGMENTATIONS = ("flips", "flips+rot90", "none")
+
+
+def to_float(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 cache pixels -> float32 tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0)
+
+
+def augment(batch: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal and vertical flips per image (the paper's), optionally 90-degree turns."""
+    if mode == "none":
+        return batch
+    count = batch.shape[0]
+    flips = torch.rand((count, 2), generator=generator) < 0.5
+    batch = torch.where(flips[:, 0, None, None, None], batch.flip(-1), batch)
+    batch = torch.where(flips[:, 1, None, None, None], batch.flip(-2), batch)
+    if mode == "flips+rot90":
+        turn = torch.rand(count, generator=generator) < 0.5
+        batch = torch.where(turn[:, None, None, None], batch.transpose(-1, -2), batch)
+    return batch
+
+
+class EpochBatches(Dataset):
+    """Item i is batch i of the current epoch (call `set_epoch` before each epoch).
+
+    `images` is any array indexable by a sorted row list (the cache's memory map, or an
+    in-memory array); `rows` are the rows this data set draws from.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        rows: np.ndarray,
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        augmentation: str = "flips",
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ):
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation {augmentation!r} not in {AUGMENTATIONS}")
+        self.images = images
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.augmentation = augmentation
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _epoch_rows(self) -> np.ndarray:
+        rows = self.rows
+        if self.shuffle:
+            rows = rows[np.random.default_rng([self.seed, self.epoch]).permutation(len(rows))]
+        # Each rank takes every world_size-th row: disjoint shares of (almost) equal size.
+        return rows[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        count = len(range(self.rank, len(self.rows), self.world_size))
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        rows = self._epoch_rows()[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = to_float(read_rows(self.images, rows))
+        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, self.rank, index))
+        return augment(batch, self.augmentation if self.shuffle else "none", generator)
+
+
+def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """images[rows] with the reads in ascending row order (sequential on a memory map)."""
+    rows = np.asarray(rows)
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
+    out[order] = images[rows[order]]
+    return out
+
+
+def _mix(*numbers: int) -> int:
+    return int(np.random.SeedSequence(list(numbers)).generate_state(1, dtype=np.uint64)[0] >> 1)
