@@ -1,0 +1,447 @@
+"""`astrovader cutouts`: one survey image cutout per catalogue row, politely downloaded.
+
+Surveys (plain HTTP GETs, base URLs replaceable for mirrors and tests):
+    sdss              SDSS SkyServer ImgCutout `getjpeg` (gri colour JPEG)
+    legacy[:<layer>]  Legacy Survey viewer `cutout.jpg` / `cutout.fits` (layer default ls-dr10)
+    hips:<HiPS id>    CDS hips2fits, any HiPS (e.g. hips:CDS/P/SDSS9/color), JPEG or FITS
+
+Layout of the output folder:
+    images/<id>.jpg|.fits   one cutout per row (id percent-encoded into a safe file name)
+    catalog.csv             id_str, file_loc (relative), ra, dec, pixscale, url, then the input's
+                            other columns; read it with `astrovader prepare OUT/catalog.csv`
+    failures.csv            row, id_str, url, reason for every row without a cutout
+
+Rows = downloaded + skipped (already present and valid) + failed, always. Requests are spaced
+by a global rate limit and retried with exponential back-off on timeouts, connection errors and
+5xx answers, never on 4xx. Every payload is checked (decodes, expected size) before it is kept,
+and written to a temporary file renamed into place, so a kill never leaves a half cutout: a
+re-run fetches only what is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from astrovader import __version__
+from astrovader.data.catalogue import _id_text, read_table
+from astrovader.errors import AstroVaDErError, InputError
+from astrovader.io import write_with
+
+DEFAULT_BASE_URLS = {
+    "sdss": "https://skyserver.sdss.org/dr17/SkyServerWS/ImgCutout",
+    "legacy": "https://www.legacysurvey.org/viewer",
+    "hips": "https://alasky.cds.unistra.fr/hips-image-services",
+}
+DEFAULT_LEGACY_LAYER = "ls-dr10"
+IMAGE_FORMATS = ("jpg", "fits")
+IMAGES_FOLDER = "images"
+CATALOGUE_COLUMNS = ("id_str", "file_loc", "ra", "dec", "pixscale", "url")
+MAX_BACKOFF_SECONDS = 60.0
+FITS_BLOCK = 2880  # a complete FITS file is a whole number of these blocks
+
+DOWNLOADED, SKIPPED, FAILED = "downloaded", "skipped", "failed"
+
+
+class CutoutError(AstroVaDErError):
+    """One row that cannot become a cutout; its message is the reason in failures.csv."""
+
+
+@dataclass(frozen=True)
+class CutoutOptions:
+    """What to fetch and how politely. Exactly one of `scale_column` and `pixscale` sets the
+    pixel scale: arcsec/px = scale_factor x row[scale_column] (the paper: 0.02 x petroR90_r),
+    or the fixed `pixscale`."""
+
+    survey: str = "sdss"
+    size: int = 256
+    scale_column: str | None = None
+    scale_factor: float = 0.02
+    pixscale: float | None = None
+    id_column: str = "id_str"
+    ra_column: str = "ra"
+    dec_column: str = "dec"
+    base_url: str | None = None
+    concurrency: int = 4
+    rate: float = 5.0
+    retries: int = 4
+    timeout: float = 30.0
+    image_format: str = "jpg"
+    backoff: float = 1.0  # seconds before the first retry; doubles on each next one
+
+    def __post_init__(self) -> None:
+        kind, _ = parse_survey(self.survey)
+        for name in ("size", "scale_factor", "concurrency", "rate", "timeout"):
+            value = getattr(self, name)
+            _require(name, value, value > 0, "must be positive")  # `> 0` is also False for NaN
+        for name in ("retries", "backoff"):
+            value = getattr(self, name)
+            _require(name, value, value >= 0, "must not be negative")
+        if self.pixscale is not None:
+            _require("pixscale", self.pixscale, self.pixscale > 0, "must be positive")
+        if (self.scale_column is None) == (self.pixscale is None):
+            raise AstroVaDErError(
+                f"cutouts: scale_column = {self.scale_column!r}, pixscale = {self.pixscale!r}: "
+                f"give exactly one (e.g. --scale-column petroR90_r, or --pixscale 0.262)"
+            )
+        _require("image_format", self.image_format, self.image_format in IMAGE_FORMATS, "must be jpg or fits")
+        _require("image_format", self.image_format, kind != "sdss" or self.image_format == "jpg",
+                 "the SDSS cutout service only serves JPEG")
+        if self.base_url is not None:
+            _require("base_url", self.base_url, self.base_url.startswith(("http://", "https://")),
+                     "must start with http:// or https://")
+
+    def url(self, ra: float, dec: float, pixscale: float) -> str:
+        """The service URL of one cutout centred on (ra, dec) at `pixscale` arcsec/px."""
+        kind, variant = parse_survey(self.survey)
+        base = (self.base_url or DEFAULT_BASE_URLS[kind]).rstrip("/")
+        if kind == "sdss":
+            endpoint = f"{base}/getjpeg"
+            params = {"ra": ra, "dec": dec, "scale": pixscale, "width": self.size, "height": self.size}
+        elif kind == "legacy":
+            endpoint = f"{base}/cutout.{self.image_format}"
+            params = {"ra": ra, "dec": dec, "layer": variant, "pixscale": pixscale, "size": self.size}
+        else:
+            endpoint = f"{base}/hips2fits"
+            params = {
+                "hips": variant, "width": self.size, "height": self.size, "projection": "TAN",
+                "fov": self.size * pixscale / 3600.0, "ra": ra, "dec": dec, "format": self.image_format,
+            }
+        return str(httpx.URL(endpoint, params=params))
+
+
+def parse_survey(survey: str) -> tuple[str, str]:
+    """'sdss' | 'legacy[:<layer>]' | 'hips:<HiPS id>' -> (kind, layer or HiPS id)."""
+    kind, _, variant = survey.partition(":")
+    if kind == "sdss" and not variant:
+        return kind, ""
+    if kind == "legacy":
+        return kind, variant or DEFAULT_LEGACY_LAYER
+    if kind == "hips" and variant:
+        return kind, variant
+    raise AstroVaDErError(
+        f"cutouts: survey = {survey!r}: unknown survey (choose sdss, legacy[:<layer>] or hips:<HiPS id>)"
+    )
+
+
+def _require(name: str, value: Any, condition: bool, problem: str) -> None:
+    if not condition:
+        raise AstroVaDErError(f"cutouts: {name} = {value!r}: {problem}")
+
+
+@dataclass
+class CutoutSummary:
+    requested: int
+    downloaded: int
+    skipped: int
+    failed: int
+    requests: int
+    seconds: float
+    out: Path
+
+    def line(self) -> str:
+        failures = f"; reasons in {self.out / 'failures.csv'}" if self.failed else ""
+        return (
+            f"{self.requested} requested = {self.downloaded} downloaded + {self.skipped} already present "
+            f"+ {self.failed} failed ({self.requests} HTTP requests in {self.seconds:.1f} s) "
+            f"-> {self.out / 'catalog.csv'}{failures}"
+        )
+
+
+@dataclass(frozen=True)
+class _Cutout:
+    row: int  # position in the input catalogue
+    id_str: str
+    ra: float
+    dec: float
+    pixscale: float
+    url: str
+    file_loc: str  # relative to the output folder
+
+
+def download_cutouts(
+    catalogue_path: str | Path,
+    out_dir: str | Path,
+    options: CutoutOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> CutoutSummary:
+    """Fetch (or resume fetching) one cutout per catalogue row into `out_dir`."""
+    started = time.perf_counter()
+    catalogue_path, out_dir = Path(catalogue_path), Path(out_dir)
+    table = read_table(catalogue_path)
+    _require_columns(table, options, catalogue_path)
+    cutouts, failures = _plan(table, options)
+    images = out_dir / IMAGES_FOLDER
+    images.mkdir(parents=True, exist_ok=True)
+    _remove_temporaries(images)
+
+    counts: Counter[str] = Counter()
+    kept: list[_Cutout] = []
+
+    def record(result: tuple[_Cutout, str, str]) -> None:
+        cutout, outcome, reason = result
+        counts[outcome] += 1
+        if outcome == FAILED:
+            failures.append((cutout.row, cutout.id_str, cutout.url, reason))
+        else:
+            kept.append(cutout)
+        _report(progress, len(kept) + len(failures), len(table))
+
+    _report(progress, len(failures), len(table))
+    with _Fetcher(options) as fetcher:
+        _run_bounded(lambda cutout: _obtain(cutout, out_dir, fetcher), cutouts, options.concurrency,
+                     handle=record, on_abort=fetcher.stop)
+
+    _write_catalogue(out_dir, table, kept, options)
+    _write_failures(out_dir, failures)
+    return CutoutSummary(
+        len(table), counts[DOWNLOADED], counts[SKIPPED], len(failures), fetcher.requests,
+        time.perf_counter() - started, out_dir,
+    )
+
+
+def _require_columns(table: pd.DataFrame, options: CutoutOptions, path: Path) -> None:
+    wanted = {"id_column": options.id_column, "ra_column": options.ra_column, "dec_column": options.dec_column}
+    if options.scale_column is not None:
+        wanted["scale_column"] = options.scale_column
+    for option, column in wanted.items():
+        if column not in table.columns:
+            columns = ", ".join(map(str, table.columns[:12]))
+            flag = "--" + option.replace("_", "-")
+            raise InputError(f"{path}: no column {column!r} (columns: {columns}); set {option} ({flag})")
+
+
+def _plan(table: pd.DataFrame, options: CutoutOptions) -> tuple[list[_Cutout], list[tuple[int, str, str, str]]]:
+    """Every row becomes a cutout to obtain or a failure (row, id, url, reason)."""
+    cutouts: list[_Cutout] = []
+    failures: list[tuple[int, str, str, str]] = []
+    seen: set[str] = set()
+    sizes = table[options.scale_column] if options.scale_column else [None] * len(table)
+    rows = zip(table[options.id_column], table[options.ra_column], table[options.dec_column], sizes, strict=True)
+    for row, (raw_id, raw_ra, raw_dec, raw_size) in enumerate(rows):
+        id_str = "" if pd.isna(raw_id) else _id_text(raw_id)
+        try:
+            cutouts.append(_plan_row(row, id_str, raw_ra, raw_dec, raw_size, options, seen))
+        except CutoutError as error:
+            failures.append((row, id_str, "", str(error)))
+        seen.add(id_str)
+    return cutouts, failures
+
+
+def _plan_row(row: int, id_str: str, raw_ra: Any, raw_dec: Any, raw_size: Any, options: CutoutOptions,
+              seen: set[str]) -> _Cutout:
+    if not id_str:
+        raise CutoutError("empty id")
+    if id_str in seen:
+        raise CutoutError("duplicate id (only its first row is used)")
+    ra = _number(raw_ra, options.ra_column, 0.0, 360.0)
+    dec = _number(raw_dec, options.dec_column, -90.0, 90.0)
+    if options.scale_column is None:
+        pixscale = options.pixscale
+    else:
+        pixscale = options.scale_factor * _number(raw_size, options.scale_column, 0.0, math.inf)
+        if pixscale <= 0:
+            raise CutoutError(f"{options.scale_column} = {raw_size!r}: must be positive")
+    file_loc = f"{IMAGES_FOLDER}/{quote(id_str, safe='')}.{options.image_format}"  # quote keeps names distinct
+    return _Cutout(row, id_str, ra, dec, pixscale, options.url(ra, dec, pixscale), file_loc)
+
+
+def _number(value: Any, column: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not low <= number <= high:  # also false for NaN
+        raise CutoutError(f"{column} = {value!r}: not a number in [{low:g}, {high:g}]")
+    return number
+
+
+def _remove_temporaries(images: Path) -> None:
+    # Left by a killed run (io.atomic_path names them .<name>.<random>.part); never valid cutouts.
+    for temporary in images.glob(".*.part"):
+        temporary.unlink(missing_ok=True)
+
+
+def _report(progress: Callable[[int, int], None] | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
+
+
+def _obtain(cutout: _Cutout, out_dir: Path, fetcher: _Fetcher) -> tuple[_Cutout, str, str]:
+    """(cutout, outcome, failure reason): keep a valid file already present, else fetch it."""
+    path = out_dir / cutout.file_loc
+    options = fetcher.options
+    if path.exists():
+        try:
+            check_cutout(path.read_bytes(), options.image_format, options.size)
+            return cutout, SKIPPED, ""
+        except CutoutError:
+            pass  # e.g. made with another --size: fetch it again
+    try:
+        payload = fetcher.fetch(cutout.url)
+        check_cutout(payload, options.image_format, options.size)
+    except CutoutError as error:
+        return cutout, FAILED, str(error)
+    write_with(path, lambda temporary: temporary.write_bytes(payload))
+    return cutout, DOWNLOADED, ""
+
+
+def check_cutout(payload: bytes, image_format: str, size: int) -> None:
+    """Raise CutoutError unless `payload` is a complete JPEG/FITS image of size x size pixels."""
+    shape = _fits_shape(payload) if image_format == "fits" else _picture_shape(payload)
+    if shape[-2:] != (size, size):
+        raise CutoutError(f"invalid payload: image shape {shape}, expected {size} x {size} px")
+
+
+def _picture_shape(payload: bytes) -> tuple[int, ...]:
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            image.load()  # a full decode: truncated files fail here
+            return image.height, image.width
+    except UnidentifiedImageError:
+        raise CutoutError(f"invalid payload: not an image ({len(payload)} bytes, starting {payload[:40]!r})") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise CutoutError(f"invalid payload: corrupt or truncated image ({error})") from None
+
+
+def _fits_shape(payload: bytes) -> tuple[int, ...]:
+    from astropy.io import fits
+
+    if not payload or len(payload) % FITS_BLOCK:
+        raise CutoutError(f"invalid payload: truncated or not FITS ({len(payload)} bytes, starting {payload[:40]!r})")
+    try:
+        with fits.open(io.BytesIO(payload), memmap=False) as hdus:
+            for hdu in hdus:
+                if getattr(hdu, "is_image", False) and hdu.data is not None and hdu.data.ndim >= 2:
+                    return tuple(hdu.data.shape)
+    except Exception as error:  # noqa: BLE001 - astropy raises many kinds for bad files
+        raise CutoutError(f"invalid payload: unreadable FITS ({error.__class__.__name__}: {error})") from None
+    raise CutoutError("invalid payload: FITS file has no image data")
+
+
+class _Fetcher:
+    """One HTTP client shared by the worker threads, behind one rate limit, with retries."""
+
+    def __init__(self, options: CutoutOptions):
+        self.options = options
+        self.client = httpx.Client(
+            timeout=options.timeout,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=options.concurrency),
+            headers={"User-Agent": f"astrovader/{__version__} (galaxy cutouts)"},
+        )
+        self.requests = 0
+        self._interval = 1.0 / options.rate
+        self._next_start = 0.0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def __enter__(self) -> _Fetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
+
+    def stop(self) -> None:
+        """Make waiting threads give up at once (the run is being interrupted)."""
+        self._stopping.set()
+
+    def fetch(self, url: str) -> bytes:
+        """The body of a 2xx answer; retries transient problems, raises CutoutError otherwise."""
+        problem = ""
+        for attempt in range(self.options.retries + 1):
+            if attempt:
+                self._sleep(min(MAX_BACKOFF_SECONDS, self.options.backoff * 2 ** (attempt - 1)))
+            self._wait_for_turn()
+            try:
+                response = self.client.get(url)
+            except httpx.TransportError as error:  # timeouts, refused or reset connections, cut bodies
+                problem = _describe(error)
+                continue
+            except httpx.RequestError as error:  # redirect loops, undecodable bodies: not transient
+                raise CutoutError(_describe(error)) from None
+            if response.is_server_error:
+                problem = f"HTTP {response.status_code} {response.reason_phrase}"
+                continue
+            if not response.is_success:  # 4xx: asking again would get the same answer, so never retried
+                raise CutoutError(f"HTTP {response.status_code} {response.reason_phrase}")
+            return response.content
+        raise CutoutError(f"{problem} (gave up after {self.options.retries + 1} attempts)")
+
+    def _wait_for_turn(self) -> None:
+        """Space request starts 1/rate seconds apart across all threads."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+            self.requests += 1
+        self._sleep(start - now)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and self._stopping.wait(seconds):
+            raise CutoutError("interrupted")
+
+
+def _describe(error: Exception) -> str:
+    return f"{error.__class__.__name__}: {error}" if str(error) else error.__class__.__name__
+
+
+def _run_bounded(
+    function: Callable[[_Cutout], tuple[_Cutout, str, str]],
+    jobs: Iterable[_Cutout],
+    workers: int,
+    handle: Callable[[tuple[_Cutout, str, str]], None],
+    on_abort: Callable[[], None],
+) -> None:
+    """handle(function(job)) for every job, in finishing order, with at most 2 x workers jobs
+    submitted at a time (a catalogue may have 10^5 rows)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutouts") as pool:
+        pending: set[Future] = set()
+        try:
+            for job in jobs:
+                if len(pending) >= 2 * workers:
+                    pending = _handle_finished(pending, handle)
+                pending.add(pool.submit(function, job))
+            while pending:
+                pending = _handle_finished(pending, handle)
+        except BaseException:
+            on_abort()  # Ctrl-C or an error: wake the waiting threads, drop queued jobs
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def _handle_finished(pending: set[Future], handle: Callable[[Any], None]) -> set[Future]:
+    finished, still_pending = wait(pending, return_when=FIRST_COMPLETED)
+    for future in finished:
+        handle(future.result())
+    return still_pending
+
+
+def _write_catalogue(out_dir: Path, table: pd.DataFrame, kept: list[_Cutout], options: CutoutOptions) -> None:
+    """catalog.csv in input order: our columns first, then every other input column."""
+    kept = sorted(kept, key=lambda cutout: cutout.row)
+    ours = pd.DataFrame([[getattr(cutout, column) for column in CATALOGUE_COLUMNS] for cutout in kept],
+                        columns=list(CATALOGUE_COLUMNS))
+    replaced = {options.id_column, options.ra_column, options.dec_column, *CATALOGUE_COLUMNS}
+    carried = table.iloc[[cutout.row for cutout in kept]].drop(columns=[c for c in table.columns if c in replaced])
+    catalogue = pd.concat([ours, carried.reset_index(drop=True)], axis=1)
+    write_with(out_dir / "catalog.csv", lambda path: catalogue.to_csv(path, index=False))
+
+
+def _write_failures(out_dir: Path, failures: list[tuple[int, str, str, str]]) -> None:
+    # Always written, so a successful re-run clears the failures of the previous one.
+    table = pd.DataFrame(sorted(failures), columns=["row", "id_str", "url", "reason"])
+    write_with(out_dir / "failures.csv", lambda path: table.to_csv(path, index=False))
