@@ -87,6 +87,7 @@ def cutouts(
     rate: float = typer.Option(5.0, "--rate", help="requests per second at most (be polite)"),
     retries: int = typer.Option(4, "--retries", min=0, help="retries on timeouts and 5xx (never on 4xx)"),
     timeout: float = typer.Option(30.0, "--timeout", help="seconds per request"),
+    image_format: str = typer.Option("jpg", "--format", help="jpg or fits (fits: legacy and hips surveys)"),
 ) -> None:
     """Download one survey cutout per catalogue row (resumable, atomic) and write a catalogue for `prepare`."""
     from astrovader.data.cutouts import CutoutOptions, download_cutouts
@@ -94,7 +95,7 @@ def cutouts(
     options = CutoutOptions(
         survey=survey, size=size, scale_column=scale_column, scale_factor=scale_factor, pixscale=pixscale,
         id_column=id_column, ra_column=ra_column, dec_column=dec_column, base_url=base_url,
-        concurrency=concurrency, rate=rate, retries=retries, timeout=timeout,
+        concurrency=concurrency, rate=rate, retries=retries, timeout=timeout, image_format=image_format,
     )
     with progress_bar("cutouts") as update:
         summary = download_cutouts(catalogue, out, options, progress=update)

@@ -49,7 +49,7 @@ def read_catalogue(source: str | Path, config: DataConfig | None = None) -> pd.D
 
 
 def table_catalogue(path: Path, config: DataConfig) -> pd.DataFrame:
-    table = read_table(path)
+    table = read_table(path, id_column=config.id_column)
     for column in (config.id_column, config.file_column):
         if column not in table.columns:
             raise InputError(
@@ -57,17 +57,18 @@ def table_catalogue(path: Path, config: DataConfig) -> pd.DataFrame:
                 f"set data.id_column / data.file_column"
             )
     table = table.rename(columns={config.id_column: "id_str", config.file_column: "file_loc"})
-    table["id_str"] = table["id_str"].map(_id_text)
+    table["id_str"] = table["id_str"].map(id_text)
     table["file_loc"] = [_resolve(path.parent, value) for value in table["file_loc"]]
     return _id_and_file_first(table)
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """CSV, Parquet or a FITS binary table, as a DataFrame with string ids kept as text."""
+def read_table(path: Path, id_column: str = "id_str") -> pd.DataFrame:
+    """CSV, Parquet or a FITS binary table, as a DataFrame. The id column of a CSV is read as
+    text: 18-digit SDSS object ids would lose digits as floats."""
     name = path.name.lower()
     try:
         if name.endswith(".csv"):
-            return pd.read_csv(path, dtype={"id_str": str}, keep_default_na=False, na_values=[""])
+            return pd.read_csv(path, dtype={id_column: str}, keep_default_na=False, na_values=[""])
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
         if has_suffix(name, (".fits", ".fit", ".fits.gz")):
@@ -136,7 +137,8 @@ def _resolve(base: Path, value: object) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _id_text(value: object) -> str:
+def id_text(value: object) -> str:
+    """An id as clean text, whatever type the table reader gave it."""
     # Integer ids read as floats (from FITS or NaN-bearing CSV columns) lose their ".0".
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

@@ -37,7 +37,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from astrovader import __version__
-from astrovader.data.catalogue import _id_text, read_table
+from astrovader.data.catalogue import id_text, read_table
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.io import write_with
 
@@ -181,7 +181,7 @@ def download_cutouts(
     """Fetch (or resume fetching) one cutout per catalogue row into `out_dir`."""
     started = time.perf_counter()
     catalogue_path, out_dir = Path(catalogue_path), Path(out_dir)
-    table = read_table(catalogue_path)
+    table = read_table(catalogue_path, id_column=options.id_column)
     _require_columns(table, options, catalogue_path)
     cutouts, failures = _plan(table, options)
     images = out_dir / IMAGES_FOLDER
@@ -232,7 +232,7 @@ def _plan(table: pd.DataFrame, options: CutoutOptions) -> tuple[list[_Cutout], l
     sizes = table[options.scale_column] if options.scale_column else [None] * len(table)
     rows = zip(table[options.id_column], table[options.ra_column], table[options.dec_column], sizes, strict=True)
     for row, (raw_id, raw_ra, raw_dec, raw_size) in enumerate(rows):
-        id_str = "" if pd.isna(raw_id) else _id_text(raw_id)
+        id_str = "" if pd.isna(raw_id) else id_text(raw_id)
         try:
             cutouts.append(_plan_row(row, id_str, raw_ra, raw_dec, raw_size, options, seen))
         except CutoutError as error:

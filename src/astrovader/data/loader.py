@@ -15,8 +15,9 @@ AUGMENTATIONS = ("flips", "flips+rot90", "none")
 
 
 def to_float(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 cache pixels -> float32 tensor in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0)
+    """Cache pixels (uint8) -> float32 tensor in [0, 1]; float arrays are taken as they are."""
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels))
+    return tensor.float().div_(255.0) if tensor.dtype == torch.uint8 else tensor.float()
 
 
 def augment(batch: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
@@ -84,7 +85,7 @@ class EpochBatches(Dataset):
             raise IndexError(index)
         rows = self._epoch_rows()[index * self.batch_size : (index + 1) * self.batch_size]
         batch = to_float(read_rows(self.images, rows))
-        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, self.rank, index))
+        generator = torch.Generator().manual_seed(seed_for(self.seed, self.epoch, self.rank, index))
         return augment(batch, self.augmentation if self.shuffle else "none", generator)
 
 
@@ -97,5 +98,6 @@ def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _mix(*numbers: int) -> int:
+def seed_for(*numbers: int) -> int:
+    """A 63-bit seed mixed from integers (run seed, epoch, rank, batch, ...)."""
     return int(np.random.SeedSequence(list(numbers)).generate_state(1, dtype=np.uint64)[0] >> 1)

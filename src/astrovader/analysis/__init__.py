@@ -1,0 +1,1 @@
+"""Analysis: metrics, figures, the Galaxy Zoo comparison, choosing K, the report."""

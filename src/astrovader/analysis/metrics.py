@@ -1,0 +1,83 @@
+"""Clustering scores against labels (accuracy with Hungarian matching, NMI, ARI, purity) and
+the label-free ones of the paper (simplified silhouette eq. 18, Calinski-Harabasz)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, normalized_mutual_info_score
+
+
+def contingency(labels: np.ndarray, clusters: np.ndarray) -> pd.DataFrame:
+    """Class x component counts."""
+    return pd.crosstab(pd.Series(labels, name="class"), pd.Series(clusters, name="component"))
+
+
+def hungarian_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Accuracy under the best one-to-one matching of components to classes (VaDE's ACC)."""
+    table = contingency(labels, clusters).to_numpy()
+    rows, columns = linear_sum_assignment(-table)
+    return float(table[rows, columns].sum() / len(labels))
+
+
+def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Fraction of objects in their component's majority class."""
+    return float(contingency(labels, clusters).max(axis=0).sum() / len(labels))
+
+
+def component_purity(labels: np.ndarray, clusters: np.ndarray) -> pd.DataFrame:
+    """Per component: size, majority class and the fraction of members in it."""
+    table = contingency(labels, clusters)
+    return pd.DataFrame({
+        "size": table.sum(axis=0),
+        "majority_class": table.idxmax(axis=0),
+        "purity": table.max(axis=0) / table.sum(axis=0),
+    })
+
+
+def label_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    return {
+        "accuracy": hungarian_accuracy(labels, clusters),
+        "nmi": float(normalized_mutual_info_score(labels, clusters)),
+        "ari": float(adjusted_rand_score(labels, clusters)),
+        "purity": purity(labels, clusters),
+    }
+
+
+def simplified_silhouette(embeddings: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Eq. 18 per sample. "Simplified" silhouette (Hruschka et al. 2004, as C20 use): a(i) is
+    the distance from i to its own component's centroid and b(i) the smallest distance from i
+    to another component's centroid, taken FOR EACH SAMPLE (the public code took one global
+    minimum for b). With fewer than two components every score is 0. The full silhouette
+    (mean pairwise distances) is `overall_silhouette`."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    present = np.unique(clusters)
+    if len(present) < 2:
+        return np.zeros(len(embeddings))
+    centroids = np.stack([embeddings[clusters == c].mean(0) for c in present])
+    distances = np.linalg.norm(embeddings[:, None, :] - centroids[None], axis=-1)  # (N, C)
+    own = np.searchsorted(present, clusters)
+    a = distances[np.arange(len(embeddings)), own]
+    distances[np.arange(len(embeddings)), own] = np.inf
+    b = distances.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(a < b, 1 - a / b, np.where(a > b, b / a - 1, 0.0))
+    return np.nan_to_num(score)
+
+
+def overall_silhouette(embeddings: np.ndarray, clusters: np.ndarray, sample_size: int = 10_000, seed: int = 0) -> float:
+    """Rousseeuw's silhouette over all samples (a seeded subsample of at most `sample_size`)."""
+    from sklearn.metrics import silhouette_score
+
+    if len(np.unique(clusters)) < 2:
+        return float("nan")
+    size = min(sample_size, len(embeddings))
+    return float(silhouette_score(embeddings, clusters, sample_size=size, random_state=seed))
+
+
+def calinski_harabasz(embeddings: np.ndarray, clusters: np.ndarray) -> float:
+    if len(np.unique(clusters)) < 2:
+        return float("nan")
+    return float(calinski_harabasz_score(embeddings, clusters))

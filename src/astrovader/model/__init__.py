@@ -1,0 +1,1 @@
+"""Model: encoder/decoder networks, the Gaussian-mixture prior, and the loss terms."""

@@ -1,0 +1,58 @@
+"""The loss terms, one function per equation of the paper. All return per-sample values (N,)
+in fp32; the caller weights them by the s3VDC schedule and averages over the batch.
+
+The constant J log 2pi that the paper (and the public code) leaves inside the KL is not part of
+any value here: eq. 11 below is the exact KL(q(z, c | x) || p(z, c)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from astrovader.model.mixture import MixturePrior
+
+
+def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """Eq. 6: per-image sum of squared errors (MSE x D), or binary cross-entropy x D."""
+    reconstruction, target = reconstruction.float().flatten(1), target.float().flatten(1)
+    if kind == "bce":
+        return F.binary_cross_entropy(reconstruction.clamp(1e-6, 1 - 1e-6), target, reduction="none").sum(1)
+    return (reconstruction - target).square().sum(1)
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: KL(N(mu, sigma^2) || N(0, I)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)."""
+    return -0.5 * (1.0 + logvar - mu.square() - logvar.exp()).sum(-1)
+
+
+def kl_mixture(mu: torch.Tensor, logvar: torch.Tensor, log_gamma: torch.Tensor, prior: MixturePrior) -> torch.Tensor:
+    """Eq. 11: the VaDE KL between q(z, c | x) = N(mu, sigma^2) gamma_c and p(z, c), with
+    gamma from eqs. 12-13 and 17 (`log_gamma`, (N, K)). Without the constant J log 2pi.
+
+    -1/2 sum_j (1 + log sigma_zj^2) - sum_c gamma_c (log pi_c - log gamma_c)
+    + 1/2 sum_c gamma_c sum_j (log sigma_cj^2 + (mu_zj - mu_cj)^2 / sigma_cj^2 + sigma_zj^2 / sigma_cj^2)
+    """
+    gamma = log_gamma.exp()
+    entropy_term = -0.5 * (1.0 + logvar).sum(-1)
+    categorical = (gamma * (prior.log_weights()[None] - log_gamma)).sum(-1)
+    prior_variance = prior.log_variances.exp()[None]  # (1, K, J)
+    gaussian = (
+        prior.log_variances[None]
+        + (mu[:, None, :] - prior.means[None]).square() / prior_variance
+        + logvar.exp()[:, None, :] / prior_variance
+    ).sum(-1)  # (N, K)
+    return entropy_term - categorical + 0.5 * (gamma * gaussian).sum(-1)
+
+
+def l2_penalty(networks: list[nn.Module]) -> torch.Tensor:
+    """Sum of squares of every conv/linear weight and bias (the paper's Keras l2 regulariser);
+    multiplied by `train.l2` (0.01) and added to the loss as an explicit penalty."""
+    return sum(
+        parameter.float().square().sum()
+        for network in networks
+        for module in network.modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+        for parameter in module.parameters(recurse=False)
+    )

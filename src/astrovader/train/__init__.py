@@ -1,0 +1,1 @@
+"""Training: the s3VDC schedule, GMM initialisation, the Lightning module, callbacks and runs."""

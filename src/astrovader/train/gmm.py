@@ -1,0 +1,25 @@
+"""Gaussian-mixture fits on embeddings: the s3VDC mini-batch initialisation (C20) and the
+two-stage baseline (Cheng et al. 2020) share this one function."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+
+def fit_diagonal_gmm(embeddings: np.ndarray, n_components: int, seed: int) -> GaussianMixture:
+    """A diagonal GaussianMixture seeded by k-means, as the paper and C20 use."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if len(embeddings) < n_components:
+        raise ValueError(f"{len(embeddings)} embeddings cannot initialise {n_components} components")
+    mixture = GaussianMixture(
+        n_components=n_components, covariance_type="diag", init_params="kmeans",
+        random_state=seed, reg_covar=1e-6, max_iter=200,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mixture.fit(embeddings)
+    return mixture

@@ -1,0 +1,181 @@
+"""A training run from data to a saved model, resumable after a kill at any point.
+
+Run folder:
+    config.yaml              the full configuration
+    run.json                 data source, precision, allocator, status
+    metrics.csv              one row per epoch (callbacks.EpochMetrics)
+    checkpoints/last.ckpt    Lightning checkpoint, safetensors format (after every epoch)
+    model.safetensors        the final model weights
+    model.json               config, preprocessing, class names, parameter counts
+    cache/                   the prepared data, when DATA was not already a cache
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+
+from astrovader.config import Config
+from astrovader.data.cache import Cache, assign_splits, prepare
+from astrovader.errors import InputError
+from astrovader.io import read_json, write_json_atomic
+from astrovader.runtime import choose_precision, runtime_info
+from astrovader.train.callbacks import EpochMetrics, MiniBatchGMMInit, S3VDCSchedule
+from astrovader.train.checkpoint import SafeCheckpointIO
+from astrovader.train.module import TrainingData, VaDETraining
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def train_run(out: str | Path, config: Config, data: str | Path | np.ndarray | None = None,
+              resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a model in run folder `out` and return the folder.
+
+    `data`: a prepared cache, a catalogue / image folder / IDX files (prepared into out/cache),
+    an array (N, C, H, W) of model-ready pixels, or None for the default simulated galaxies.
+    """
+    out = Path(out)
+    if resume:
+        config, data = _resumed_settings(out)
+    elif (out / LAST_CHECKPOINT).exists():
+        raise InputError(f"{out}: holds a training run already; use --resume to continue it, or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    training_data, source, label_names = resolve_data(data, config, out, progress)
+    config.to_yaml(out / "config.yaml")
+
+    L.seed_everything(config.train.seed, workers=False, verbose=False)
+    module = VaDETraining(config, training_data)
+    trainer = _trainer(config, out, progress)
+    precision = choose_precision(config.train.precision, trainer.strategy.root_device.type)
+    module.model.set_precision(precision)
+    if trainer.global_rank == 0:
+        write_json_atomic(out / "run.json", {"data": source, "status": "training", "runtime": runtime_info(precision)})
+
+    checkpoint = out / LAST_CHECKPOINT
+    trainer.fit(module, ckpt_path=str(checkpoint) if resume and checkpoint.exists() else None)
+    if trainer.global_rank == 0:
+        from astrovader.model.io import save_model
+
+        save_model(out, module.model, config, label_names=label_names, extra={"epochs": trainer.current_epoch})
+        write_json_atomic(out / "run.json", {"data": source, "status": "complete", "runtime": runtime_info(precision)})
+    return out
+
+
+def _resumed_settings(out: Path) -> tuple[Config, object]:
+    if not (out / "config.yaml").exists() or not (out / "run.json").exists():
+        raise InputError(f"{out}: not a training run folder (no config.yaml / run.json) to resume")
+    return Config.from_yaml(out / "config.yaml"), read_json(out / "run.json")["data"]
+
+
+def resolve_data(data, config: Config, out: Path, progress: bool) -> tuple[TrainingData, object, list[str] | None]:
+    """The training pixels and splits for any kind of `data`, and a JSON-able note of the source."""
+    if isinstance(data, np.ndarray):
+        return _array_data(data, config), {"kind": "array", "shape": list(data.shape)}, None
+    if data is None or (isinstance(data, dict) and data.get("kind") == "simulated"):
+        cache_dir = _simulated_cache(config, out, progress)
+        source = {"kind": "simulated", "cache": str(cache_dir)}
+    elif isinstance(data, dict):  # a resumed run's recorded source
+        cache_dir = Path(data["cache"])
+        source = data
+    elif Cache.is_cache(data):
+        cache_dir = Path(data)
+        source = {"kind": "cache", "cache": str(cache_dir.resolve())}
+    else:
+        cache_dir = out / "cache"
+        _prepare_with_progress(data, cache_dir, config, progress)
+        source = {"kind": "catalogue", "path": str(Path(data).resolve()), "cache": str(cache_dir.resolve())}
+    cache = Cache(cache_dir)
+    check_cache_matches(cache, config)
+    rows = {split: cache.split(split)["row"].to_numpy() for split in ("train", "validation")}
+    return TrainingData(cache.images, rows["train"], rows["validation"]), source, label_names_of(cache.index)
+
+
+def check_cache_matches(cache: Cache, config: Config) -> None:
+    held, wanted = cache.data_config, config.data
+    if (held.image_size, held.color) != (wanted.image_size, wanted.color):
+        raise InputError(
+            f"{cache.folder}: holds {held.image_size} px {held.color} images but the config wants "
+            f"{wanted.image_size} px {wanted.color}; prepare again with the same settings"
+        )
+
+
+def label_names_of(index) -> list[str] | None:
+    if "label_name" not in index or "label" not in index:
+        return None
+    pairs = index[["label", "label_name"]].drop_duplicates().sort_values("label")
+    return [str(name) for name in pairs["label_name"]]
+
+
+def _array_data(array: np.ndarray, config: Config) -> TrainingData:
+    if array.ndim == 3:
+        array = array[:, None]
+    expected = (config.data.bands, config.data.image_size, config.data.image_size)
+    if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+        raise InputError(f"array of shape {array.shape}: expected (N, {', '.join(map(str, expected))}) pixels")
+    if array.dtype != np.uint8 and (np.nanmin(array) < 0 or np.nanmax(array) > 1 or not np.isfinite(array).all()):
+        raise InputError("array pixels must be uint8, or finite floats in [0, 1]")
+    splits = assign_splits(len(array), config.data)
+    rows = np.arange(len(array))
+    return TrainingData(array, rows[splits == "train"], rows[splits == "validation"])
+
+
+def _simulated_cache(config: Config, out: Path, progress: bool) -> Path:
+    from astrovader.data.simulate import simulate
+
+    folder, cache_dir = out / "simulated", out / "cache"
+    if not (folder / "catalog.csv").exists():
+        size = int(round(config.data.image_size / config.data.crop_fraction))
+        simulate(n=DEFAULT_SIMULATED, size=size, out=folder, seed=config.train.seed, workers=config.data.workers)
+    _prepare_with_progress(folder / "catalog.csv", cache_dir, config, progress)
+    return cache_dir
+
+
+DEFAULT_SIMULATED = 6000
+
+
+def _prepare_with_progress(source, cache_dir: Path, config: Config, progress: bool) -> None:
+    if progress:
+        from astrovader.console import progress_bar
+
+        with progress_bar("prepare") as update:
+            prepare(source, cache_dir, config.data, progress=update)
+    else:
+        prepare(source, cache_dir, config.data)
+
+
+def _trainer(config: Config, out: Path, progress: bool) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+
+    train = config.train
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints", save_last=True, save_top_k=0, save_on_train_epoch_end=True
+    )
+    callbacks = [S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(out / "metrics.csv"), checkpoints]
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    _quiet_lightning()
+    return L.Trainer(
+        max_epochs=train.total_epochs, accelerator=train.accelerator, devices=train.devices,
+        num_nodes=train.num_nodes, strategy=_strategy(train), plugins=[SafeCheckpointIO()],
+        callbacks=callbacks, logger=False, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, deterministic="warn", use_distributed_sampler=False,
+        default_root_dir=str(out),
+    )
+
+
+def _strategy(train) -> str:
+    devices = train.devices
+    many = train.num_nodes > 1 or (isinstance(devices, int) and devices > 1)
+    return "ddp" if many else "auto"
+
+
+def _quiet_lightning() -> None:
+    # Lightning's tips (e.g. "consider num_workers") are about loaders we designed on purpose.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*is an invalid value for `devices`.*")
+

@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from astrovader.cli import app
+from astrovader.config import Config
+from astrovader.errors import AstroVaDErError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_paper_preset_holds_the_papers_numbers():
+    config = Config.from_preset("paper")
+    assert config.data.image_size == 128 and config.data.crop_fraction == 0.75 and config.data.color == "gray"
+    assert config.model.filters == (64, 64, 16) and config.model.kernels == (3, 5, 5)
+    assert config.model.latent_dim == 20 and config.model.n_components == 12
+    train = config.train
+    assert (train.alpha_epochs, train.gmm_batches, train.anneal_epochs, train.static_epochs, train.periods) == (100, 200, 25, 25, 5)
+    assert train.total_epochs == 350
+    assert train.alpha == 0.0005 and train.mixture_kl_weight == 0.3 and train.anneal_power == 3
+    assert train.learning_rate == 3e-4 and train.final_learning_rate == 1e-6 and train.l2 == 0.01
+    assert config.model.gamma_scale == 50
+
+
+def test_yaml_round_trip(tmp_path):
+    config = Config.from_preset("tiny").with_overrides({"train.seed": 7, "data.where": "label < 3"})
+    path = tmp_path / "config.yaml"
+    config.to_yaml(path)
+    assert Config.from_yaml(path) == config
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"data": {"image_size": -64}}, "data.image_size = -64"),
+        ({"data": {"crop_fraction": 1.5}}, "data.crop_fraction = 1.5"),
+        ({"train": {"batch_size": 0}}, "train.batch_size = 0"),
+        ({"model": {"reconstruction": "l1"}}, "model.reconstruction = 'l1'"),
+        ({"data": {"image_size": 60}}, "data.image_size = 60 must be divisible by 8"),
+        ({"train": {"epochs": 3}}, "train.epochs"),
+    ],
+)
+def test_invalid_values_give_one_line_naming_field_and_value(values, field):
+    with pytest.raises(AstroVaDErError) as caught:
+        Config.from_dict(values)
+    message = str(caught.value)
+    assert field in message and "\n" not in message
+
+
+def test_unknown_preset_and_missing_file_are_one_line_errors(tmp_path):
+    with pytest.raises(AstroVaDErError, match="preset = 'huge'"):
+        Config.from_preset("huge")
+    with pytest.raises(AstroVaDErError, match="file not found"):
+        Config.from_yaml(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: tiny\ntrain:\n  learning_rate: -1\n")
+    with pytest.raises(AstroVaDErError, match=r"bad.yaml: train.learning_rate = -1"):
+        Config.from_yaml(bad)
+
+
+def test_config_file_overrides_its_preset(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"preset": "paper", "train": {"batch_size": 32}}))
+    config = Config.from_yaml(path)
+    assert config.train.batch_size == 32 and config.model.filters == (64, 64, 16)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    assert isinstance(Config.from_yaml(path), Config)
+
+
+def test_cli_reports_bad_values_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  crop_fraction: 2\n")
+    result = CliRunner().invoke(app, ["config", "--config", str(bad)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, AstroVaDErError)
+    assert "data.crop_fraction = 2" in str(result.exception)
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    commands = [command.name or command.callback.__name__ for command in app.registered_commands]
+    assert {"prepare", "simulate", "cutouts", "config"} <= set(commands)
+    for name in commands:
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, name
+
+
+def test_launcher_prints_one_line_and_exits_2(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  crop_fraction: 2\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "astrovader", "config", "--config", str(bad)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "data.crop_fraction = 2" in lines[0] and "Traceback" not in result.stderr
