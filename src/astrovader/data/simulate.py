@@ -17,6 +17,9 @@ Conventions (also written to simulation.json):
     Angles are in degrees, counter-clockwise from +x towards +y (counter-clockwise on screen
     with matplotlib's origin="lower"); position angles are those of the major axis, in [0, 180).
     Inclination: 0 = face-on, 90 = edge-on. Fluxes in electrons.
+    Sizes scale with the stamp (disk half-light radius 6-15 % of the side), as survey cutouts
+    are sized to their galaxy, so every --size shows the same galaxies; the pixel scale and
+    the PSF stay physical (0.396 arcsec/px, FWHM 1.0-1.8 arcsec).
 
 Classes: morphology x companion, label = 2 * morphology + has_companion, where morphology is
 bulge-dominated (B/T > 0.6), else disk edge-on (inclination > 70 deg), else disk face-on.
@@ -150,9 +153,9 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
 ) -> SimulationSummary:
     """Simulate `n` stamps of `size` x `size` px into folder `out` (see the module docstring)."""
-    _validate(n, size, seed, companion_fraction, workers)
-    started = time.perf_counter()
     out = Path(out)
+    _validate(n, size, seed, companion_fraction, workers, out)
+    started = time.perf_counter()
     (out / "images").mkdir(parents=True, exist_ok=True)
     jobs = [_Job(out, size, seed, companion_fraction, indices) for indices in _chunks(n, workers)]
     workers = min(workers, len(jobs))
@@ -173,13 +176,14 @@ def simulate(
     )
 
 
-def _validate(n: int, size: int, seed: int, companion_fraction: float, workers: int) -> None:
+def _validate(n: int, size: int, seed: int, companion_fraction: float, workers: int, out: Path) -> None:
     checks = (
         ("n", n, n >= 1, "must be at least 1"),
         ("size", size, size >= 8, "must be at least 8 pixels"),
         ("seed", seed, seed >= 0, "must be a non-negative integer"),
         ("companion_fraction", companion_fraction, 0 <= companion_fraction <= 1, "must be between 0 and 1"),
         ("workers", workers, workers >= 1, "must be at least 1"),
+        ("out", str(out), out.is_dir() or not out.exists(), "exists and is not a folder"),
     )
     for name, value, valid, requirement in checks:
         if not valid:
