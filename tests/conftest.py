@@ -30,3 +30,58 @@ def gz1_dir() -> Path:
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
     return require(FASHION)
+
+
+def blob_images(count: int, size: int = 24, seed: int = 0):
+    """Galaxy-like test images with known classes: 0 round, 1 elongated along x, 2 along y
+    (Gaussian profiles with noise and a random centre shift), float32 in [0, 1]."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 3
+    y, x = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    images = np.empty((count, size, size), dtype=np.float32)
+    for i, label in enumerate(labels):
+        sx, sy = np.array({0: (2.5, 2.5), 1: (5.0, 1.5), 2: (1.5, 5.0)}[label]) * rng.uniform(0.8, 1.2)
+        dx, dy = rng.normal(0, 1, 2)
+        image = rng.uniform(0.5, 1.0) * np.exp(-0.5 * (((x - dx) / sx) ** 2 + ((y - dy) / sy) ** 2))
+        images[i] = np.clip(image + rng.normal(0, 0.03, image.shape), 0, 1)
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def blob_catalogue(tmp_path_factory):
+    """A catalogue of 600 blob images (.npy files) with a `label` column."""
+    import numpy as np
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("blobs")
+    images, labels = blob_images(600)
+    (folder / "images").mkdir()
+    for i, image in enumerate(images):
+        np.save(folder / "images" / f"g{i:04d}.npy", image)
+    table = pd.DataFrame({
+        "id_str": [f"g{i:04d}" for i in range(len(images))],
+        "file_loc": [f"images/g{i:04d}.npy" for i in range(len(images))],
+        "label": labels,
+        "label_name": np.array(["round", "along_x", "along_y"])[labels],
+    })
+    table.to_csv(folder / "catalog.csv", index=False)
+    return folder / "catalog.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from astrovader.config import Config
+
+    # Blobs fill the stamp: no crop; fixed scaling keeps brightness differences.
+    return Config.from_preset("tiny", data={"crop_fraction": 1.0, "scaling": "fixed", "fixed_max": 1.0, "workers": 1})
+
+
+@pytest.fixture(scope="session")
+def blob_cache(blob_catalogue, tiny_config, tmp_path_factory):
+    from astrovader.data.cache import prepare
+
+    out = tmp_path_factory.mktemp("blob-cache") / "cache"
+    prepare(blob_catalogue, out, tiny_config.data)
+    return out

@@ -102,6 +102,44 @@ def cutouts(
     console.print(summary.line())
 
 
+@app.command()
+def train(
+    data: Optional[Path] = typer.Argument(
+        None, help="prepared cache, catalogue, image folder or IDX files; none: simulated galaxies"
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="run folder to create"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="run folder to continue after an interruption"),
+    preset: str = PresetOption,
+    config_file: Optional[Path] = ConfigOption,
+    seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same model"),
+    method: Optional[str] = typer.Option(None, "--method", help="vade (default) or two_stage (autoencoder + GMM baseline)"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (default), fp32 or bf16"),
+    accelerator: Optional[str] = typer.Option(None, "--accelerator", help="auto, cpu or gpu"),
+    devices: Optional[str] = typer.Option(None, "--devices", help="devices per node (DDP when > 1), or auto"),
+    num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="nodes (DDP across nodes)"),
+) -> None:
+    """Train AstroVaDEr with the s3VDC schedule; writes config, metrics.csv, checkpoints and the model."""
+    from astrovader.train.run import train_run
+
+    if (out is None) == (resume is None):
+        raise AstroVaDErError("train: give exactly one of --out RUN_DIR (new run) or --resume RUN_DIR")
+    if resume is not None:
+        if data is not None or config_file is not None or seed is not None:
+            raise AstroVaDErError("train --resume: the run's own data and config are used; drop DATA/--config/--seed")
+        folder = train_run(resume, resume=True)
+    else:
+        config = load_config(preset, config_file, **{
+            "train.seed": seed, "train.method": method, "train.precision": precision,
+            "train.accelerator": accelerator, "train.devices": _devices(devices), "train.num_nodes": num_nodes,
+        })
+        folder = train_run(out, config, data)
+    console.print(f"model written to {folder / 'model.safetensors'} (+ model.json, metrics.csv)")
+
+
+def _devices(text: Optional[str]):
+    return None if text is None else (int(text) if text.isdigit() else text)
+
+
 @app.command("config")
 def show_config(
     preset: str = PresetOption,

@@ -122,7 +122,7 @@ def _decode_pending(unique, pending, out, status, config, progress) -> None:
     jobs = [([files[row] for row in rows], config) for rows in chunks]
     done = int((status != PENDING).sum())
     workers = min(config.workers, len(chunks))
-    results = _map(_decode_chunk, jobs, workers)
+    results = _map(_decode_job, jobs, workers)
     for rows, (pixels, reasons) in zip(chunks, results):
         accepted = [row for row, reason in zip(rows, reasons) if reason is None]
         if accepted:
@@ -155,8 +155,12 @@ def _map(function, jobs, workers):
         yield from pool.map(function, jobs)
 
 
-def _decode_chunk(job):
-    files, config = job
+def _decode_job(job):
+    return decode_files(*job)
+
+
+def decode_files(files: list[str], config: DataConfig) -> tuple[np.ndarray, list[str | None]]:
+    """(uint8 pixels, reject reason or None) for each file; a bad file never raises."""
     pixels = np.zeros((len(files), config.bands, config.image_size, config.image_size), dtype=np.uint8)
     reasons: list[str | None] = []
     for i, file_loc in enumerate(files):

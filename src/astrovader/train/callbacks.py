@@ -105,3 +105,14 @@ class EpochMetrics(Callback):
             for name in self.COLUMNS:
                 row[f"{stage}_{name}"] = means.get(name, float("nan"))
         return row
+
+
+class SaveLastCheckpoint(Callback):
+    """After every epoch (metrics written first), the full training state to one file, written
+    atomically, so a kill at any moment leaves the previous epoch's state intact."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: VaDETraining) -> None:
+        trainer.save_checkpoint(self.path)

@@ -24,25 +24,27 @@ from astrovader.data.cache import Cache, assign_splits, prepare
 from astrovader.errors import InputError
 from astrovader.io import read_json, write_json_atomic
 from astrovader.runtime import choose_precision, runtime_info
-from astrovader.train.callbacks import EpochMetrics, MiniBatchGMMInit, S3VDCSchedule
+from astrovader.train.callbacks import EpochMetrics, MiniBatchGMMInit, S3VDCSchedule, SaveLastCheckpoint
 from astrovader.train.checkpoint import SafeCheckpointIO
 from astrovader.train.module import TrainingData, VaDETraining
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
-def train_run(out: str | Path, config: Config, data: str | Path | np.ndarray | None = None,
+def train_run(out: str | Path, config: Config | None = None, data: str | Path | np.ndarray | None = None,
               resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) a model in run folder `out` and return the folder.
 
     `data`: a prepared cache, a catalogue / image folder / IDX files (prepared into out/cache),
     an array (N, C, H, W) of model-ready pixels, or None for the default simulated galaxies.
+    A resumed run takes its config and data from the folder (an array must be given again).
     """
     out = Path(out)
     if resume:
-        config, data = _resumed_settings(out)
+        config, data = _resumed_settings(out, data)
     elif (out / LAST_CHECKPOINT).exists():
         raise InputError(f"{out}: holds a training run already; use --resume to continue it, or another --out")
+    config = config or Config()
     out.mkdir(parents=True, exist_ok=True)
     training_data, source, label_names = resolve_data(data, config, out, progress)
     config.to_yaml(out / "config.yaml")
@@ -65,10 +67,15 @@ def train_run(out: str | Path, config: Config, data: str | Path | np.ndarray | N
     return out
 
 
-def _resumed_settings(out: Path) -> tuple[Config, object]:
+def _resumed_settings(out: Path, data) -> tuple[Config, object]:
     if not (out / "config.yaml").exists() or not (out / "run.json").exists():
         raise InputError(f"{out}: not a training run folder (no config.yaml / run.json) to resume")
-    return Config.from_yaml(out / "config.yaml"), read_json(out / "run.json")["data"]
+    recorded = read_json(out / "run.json")["data"]
+    if isinstance(data, np.ndarray):
+        return Config.from_yaml(out / "config.yaml"), data
+    if recorded.get("kind") == "array":
+        raise InputError(f"{out}: was trained on an in-memory array; resume it with fit(array, out=..., resume=True)")
+    return Config.from_yaml(out / "config.yaml"), recorded
 
 
 def resolve_data(data, config: Config, out: Path, progress: bool) -> tuple[TrainingData, object, list[str] | None]:
@@ -148,13 +155,12 @@ def _prepare_with_progress(source, cache_dir: Path, config: Config, progress: bo
 
 
 def _trainer(config: Config, out: Path, progress: bool) -> L.Trainer:
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import RichProgressBar
 
     train = config.train
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, save_top_k=0, save_on_train_epoch_end=True
-    )
-    callbacks = [S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(out / "metrics.csv"), checkpoints]
+    callbacks = [
+        S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(out / "metrics.csv"), SaveLastCheckpoint(out / LAST_CHECKPOINT)
+    ]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     _quiet_lightning()
@@ -162,7 +168,7 @@ def _trainer(config: Config, out: Path, progress: bool) -> L.Trainer:
         max_epochs=train.total_epochs, accelerator=train.accelerator, devices=train.devices,
         num_nodes=train.num_nodes, strategy=_strategy(train), plugins=[SafeCheckpointIO()],
         callbacks=callbacks, logger=False, enable_progress_bar=progress, enable_model_summary=False,
-        num_sanity_val_steps=0, deterministic="warn", use_distributed_sampler=False,
+        num_sanity_val_steps=0, deterministic="warn", use_distributed_sampler=False, enable_checkpointing=False,
         default_root_dir=str(out),
     )
 

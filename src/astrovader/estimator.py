@@ -1,0 +1,152 @@
+"""The Python API, with scikit-learn habits: fit, predict, predict_proba, transform, sample.
+
+    model = AstroVaDEr(preset="cpu").fit("catalog.csv", out="runs/gz1")
+    model.predict_proba(images)      # gamma (eq. 17 scaled), per galaxy, batch-independent
+    model.sample(16, component=3)    # synthetic galaxies from one mixture component
+    model.weights_, model.means_, model.covariances_
+
+Inputs `x` are model-ready pixels, an array (N, H, W) or (N, C, H, W), uint8 or floats in
+[0, 1] at the model's size; or a path (prepared cache, catalogue, image folder), preprocessed
+with the model's own settings.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astrovader.config import Config
+from astrovader.errors import AstroVaDErError, InputError
+
+
+class AstroVaDEr:
+    def __init__(self, config: Config | None = None, preset: str = "cpu", **overrides: Any):
+        self.config = config if config is not None else Config.from_preset(preset)
+        if overrides:
+            self.config = self.config.with_overrides(overrides)
+        self.model_ = None
+        self.run_dir_: Path | None = None
+        self.metadata_: dict[str, Any] = {}
+
+    # -- training / loading -------------------------------------------------------------------
+    def fit(self, data=None, out: str | Path | None = None, resume: bool = False, progress: bool = False) -> AstroVaDEr:
+        """Train on `data` (see train_run) in run folder `out` (a new temporary folder if None)."""
+        from astrovader.train.run import train_run
+
+        out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="astrovader-run-"))
+        train_run(out, self.config, data, resume=resume, progress=progress)
+        return self._load(out)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> AstroVaDEr:
+        """A trained model from its run folder (safetensors + JSON; nothing is unpickled)."""
+        from astrovader.model.io import load_model
+
+        model, metadata = load_model(run_dir)
+        estimator = cls(config=model.config)
+        estimator.model_, estimator.metadata_, estimator.run_dir_ = model, metadata, Path(run_dir)
+        return estimator
+
+    def _load(self, run_dir: Path) -> AstroVaDEr:
+        loaded = AstroVaDEr.load(run_dir)
+        self.model_, self.metadata_, self.run_dir_ = loaded.model_, loaded.metadata_, loaded.run_dir_
+        self.config = loaded.config
+        return self
+
+    def _model(self):
+        if self.model_ is None:
+            raise AstroVaDErError("this AstroVaDEr is not fitted yet: call fit() or AstroVaDEr.load(run_dir)")
+        return self.model_
+
+    # -- inference ----------------------------------------------------------------------------
+    def outputs(self, x, reconstruct: bool = False) -> dict[str, np.ndarray]:
+        from astrovader.predict import model_outputs
+
+        return model_outputs(self._model(), self.pixels(x), reconstruct=reconstruct)
+
+    def transform(self, x) -> np.ndarray:
+        """mu_z, the latent embedding (N, J)."""
+        return self.outputs(x)["mu"]
+
+    def predict_proba(self, x) -> np.ndarray:
+        """gamma (N, K): eq. 17-scaled and softmaxed component probabilities, from mu_z."""
+        return self.outputs(x)["gamma"]
+
+    def predict(self, x) -> np.ndarray:
+        """The most probable component of each image (N,)."""
+        return self.predict_proba(x).argmax(axis=1)
+
+    def score_samples(self, x) -> np.ndarray:
+        """log p(mu_z) under the mixture, per image (N,)."""
+        return self.outputs(x)["log_likelihood"]
+
+    @torch.no_grad()
+    def reconstruct(self, x) -> np.ndarray:
+        from astrovader.data.loader import to_float
+
+        model = self._model()
+        images = to_float(self.pixels(x))
+        return np.concatenate([model.decode(model.encode(chunk)[0]).numpy() for chunk in images.split(256)])
+
+    @torch.no_grad()
+    def sample(self, n: int, component: int | None = None, seed: int = 0,
+               variance_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(images (n, C, H, W), components (n,)): c ~ Cat(pi) (or the given one), z ~ N(mu_c, sigma_c^2)."""
+        model = self._model()
+        generator = torch.Generator().manual_seed(seed)
+        components = None if component is None else torch.full((n,), self._component(component))
+        chosen, z = model.prior.sample(n, generator, components, variance_scale)
+        return model.decode(z).numpy(), chosen.numpy()
+
+    def _component(self, component: int) -> int:
+        count = self._model().prior.n_components
+        if not 0 <= component < count:
+            raise AstroVaDErError(f"component = {component}: the model has components 0..{count - 1}")
+        return component
+
+    # -- learned mixture, as scikit-learn names it ----------------------------------------------
+    @property
+    def weights_(self) -> np.ndarray:
+        return self._model().prior.log_weights().exp().detach().numpy()
+
+    @property
+    def means_(self) -> np.ndarray:
+        return self._model().prior.means.detach().numpy().copy()
+
+    @property
+    def covariances_(self) -> np.ndarray:
+        """Diagonal covariances (K, J), as GaussianMixture(covariance_type='diag')."""
+        return self._model().prior.log_variances.exp().detach().numpy()
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def pixels(self, x) -> np.ndarray:
+        """Model-ready pixels (N, C, H, W) from an array or a path."""
+        if isinstance(x, (str, Path)):
+            return self._pixels_from_path(Path(x))
+        array = np.asarray(x)
+        if array.ndim == 3:
+            array = array[:, None]
+        data = self.config.data
+        expected = (data.bands, data.image_size, data.image_size)
+        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+            raise InputError(f"input of shape {np.shape(x)}: expected (N, {', '.join(map(str, expected))}) pixels")
+        return array
+
+    def _pixels_from_path(self, path: Path) -> np.ndarray:
+        from astrovader.data.cache import Cache, decode_files
+        from astrovader.data.catalogue import read_catalogue
+        from astrovader.data.loader import read_rows
+
+        if Cache.is_cache(path):
+            cache = Cache(path)
+            return read_rows(cache.images, cache.index["row"].to_numpy())
+        catalogue = read_catalogue(path, self.config.data)
+        pixels, reasons = decode_files(catalogue["file_loc"].tolist(), self.config.data)
+        bad = [f"{identifier}: {reason}" for identifier, reason in zip(catalogue["id_str"], reasons) if reason]
+        if bad:
+            raise InputError(f"{path}: {len(bad)} input(s) could not be read, e.g. {bad[0]}")
+        return pixels

@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Categorical, Normal, kl_divergence
+
+from astrovader.config import Config
+from astrovader.model.losses import kl_mixture, kl_standard_normal, reconstruction_loss
+from astrovader.model.mixture import MixturePrior
+from astrovader.model.vade import VaDE
+
+
+def test_paper_network_has_the_published_parameter_count():
+    counts = VaDE(Config.from_preset("paper")).parameter_count()
+    assert counts["total"] == 871_381
+    assert counts["mixture"] == 492 == 12 + 2 * 20 * 12
+    mirrored = VaDE(Config.from_preset("paper", model={"decoder_kernels": None})).parameter_count()
+    assert mirrored["encoder"] + mirrored["decoder"] == 739_817
+
+
+@pytest.mark.parametrize("preset, shape", [("paper", (1, 128, 128)), ("cpu", (1, 64, 64)), ("tiny", (1, 16, 16))])
+def test_networks_map_images_to_latents_and_back(preset, shape):
+    config = Config.from_preset(preset)
+    model = VaDE(config)
+    x = torch.rand(2, *shape)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (2, config.model.latent_dim)
+    reconstruction = model.decode(mu)
+    assert reconstruction.shape == x.shape and (reconstruction >= 0).all()
+
+
+def test_mlp_backbone_and_colour_and_bce_output():
+    config = Config.from_preset("tiny", model={"backbone": "mlp", "hidden": (32, 16), "reconstruction": "bce"},
+                                data={"image_size": 12, "color": "rgb"})
+    model = VaDE(config)
+    reconstruction = model.decode(model.encode(torch.rand(3, 3, 12, 12))[0])
+    assert reconstruction.shape == (3, 3, 12, 12) and ((reconstruction > 0) & (reconstruction < 1)).all()
+
+
+def _prior(seed=0, k=4, j=3):
+    prior = MixturePrior(k, j, gamma_scale=50.0)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        prior.logits.copy_(torch.randn(k, generator=generator))
+        prior.means.copy_(torch.randn(k, j, generator=generator) * 3)
+        prior.log_variances.copy_(torch.randn(k, j, generator=generator) * 0.3)
+    return prior
+
+
+def test_weights_stay_on_the_simplex():
+    prior = _prior()
+    with torch.no_grad():
+        prior.logits.mul_(40)
+    weights = prior.log_weights().exp()
+    assert torch.all(weights >= 0) and torch.isclose(weights.sum(), torch.tensor(1.0))
+
+
+def test_gamma_is_per_sample_and_independent_of_batch_mates():
+    prior = _prior()
+    z = torch.randn(9, 3) * 4
+    together = prior.responsibilities(z)
+    alone = torch.cat([prior.responsibilities(z[i : i + 1]) for i in range(len(z))])
+    torch.testing.assert_close(together, alone, rtol=0, atol=0)
+    torch.testing.assert_close(together.sum(1), torch.ones(9))
+    # Eq. 17: scaled log p(c, z) spans exactly [-lambda, 0] for each sample.
+    scaled = prior.scaled_log_joint(z)
+    torch.testing.assert_close(scaled.max(1).values, torch.zeros(9))
+    torch.testing.assert_close(scaled.min(1).values, torch.full((9,), -50.0))
+
+
+def test_unscaled_posterior_is_bayes_rule():
+    prior = _prior()
+    z = torch.randn(5, 3)
+    weights = prior.log_weights().exp()
+    likelihood = torch.stack([
+        Normal(prior.means[c], prior.log_variances[c].exp().sqrt()).log_prob(z).sum(-1).exp() for c in range(4)
+    ], dim=1)
+    expected = weights * likelihood / (weights * likelihood).sum(1, keepdim=True)
+    torch.testing.assert_close(prior.posterior(z), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_equal_components_give_uniform_gamma_not_nan():
+    prior = MixturePrior(5, 2)
+    gamma = prior.responsibilities(torch.randn(4, 2))
+    assert torch.isfinite(gamma).all()
+    torch.testing.assert_close(gamma, torch.full((4, 5), 0.2))
+
+
+def test_kl_terms_match_torch_distributions():
+    mu, logvar = torch.randn(6, 3), torch.randn(6, 3) * 0.5
+    q = Normal(mu, (0.5 * logvar).exp())
+    torch.testing.assert_close(kl_standard_normal(mu, logvar), kl_divergence(q, Normal(0.0, 1.0)).sum(-1))
+    # Eq. 11 = KL(gamma || pi) + sum_c gamma_c KL(N(mu, sigma^2) || N(mu_c, sigma_c^2)).
+    prior = _prior()
+    log_gamma = torch.log_softmax(torch.randn(6, 4), dim=1)
+    gamma = log_gamma.exp()
+    gaussian = torch.stack([
+        kl_divergence(q, Normal(prior.means[c], (0.5 * prior.log_variances[c]).exp())).sum(-1) for c in range(4)
+    ], dim=1)
+    expected = kl_divergence(Categorical(probs=gamma), Categorical(probs=prior.log_weights().exp())) + (gamma * gaussian).sum(1)
+    torch.testing.assert_close(kl_mixture(mu, logvar, log_gamma, prior), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_reconstruction_is_a_per_image_sum():
+    target = torch.zeros(2, 1, 4, 4)
+    reconstruction = torch.full((2, 1, 4, 4), 0.5)
+    torch.testing.assert_close(reconstruction_loss(reconstruction, target), torch.full((2,), 16 * 0.25))
+    bce = reconstruction_loss(reconstruction, target, "bce")
+    torch.testing.assert_close(bce, torch.full((2,), 16 * float(np.log(2))))
+
+
+def test_prior_sampling_follows_the_chosen_component():
+    prior = _prior(k=3, j=2)
+    generator = torch.Generator().manual_seed(0)
+    components, z = prior.sample(4000, generator, torch.full((4000,), 1))
+    assert (components == 1).all()
+    torch.testing.assert_close(z.mean(0), prior.means[1].detach(), atol=0.1, rtol=0)
+    torch.testing.assert_close(z.var(0), prior.log_variances[1].exp().detach(), atol=0.1, rtol=0.1)
+    drawn, _ = prior.sample(6000, torch.Generator().manual_seed(1))
+    frequencies = torch.bincount(drawn, minlength=3).float() / 6000
+    torch.testing.assert_close(frequencies, prior.log_weights().exp().detach(), atol=0.03, rtol=0)

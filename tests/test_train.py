@@ -1,0 +1,157 @@
+"""Training runs on the tiny preset: outputs, determinism, exact resume after kill -9, NaN safety."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from astrovader.cli import app
+from astrovader.errors import InputError, TrainingError
+from astrovader.estimator import AstroVaDEr
+from astrovader.train.run import train_run
+
+
+def weights(run_dir):
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def tiny_run(blob_cache, tiny_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    train_run(out, tiny_config, blob_cache, progress=False)
+    return out
+
+
+def test_run_writes_config_metrics_checkpoint_and_model(tiny_run, tiny_config):
+    for name in ("config.yaml", "run.json", "metrics.csv", "model.safetensors", "model.json", "checkpoints/last.ckpt"):
+        assert (tiny_run / name).exists(), name
+    metrics = pd.read_csv(tiny_run / "metrics.csv")
+    assert list(metrics["epoch"]) == list(range(tiny_config.train.total_epochs))
+    assert list(metrics["phase"]) == ["alpha", "alpha", "anneal", "static", "anneal", "static"]
+    for stage in ("train", "validation"):
+        assert np.isfinite(metrics[f"{stage}_reconstruction"]).all()
+        assert metrics[f"{stage}_kl_mixture"].iloc[:2].isna().all()  # no mixture before its initialisation
+        assert np.isfinite(metrics[f"{stage}_kl_mixture"].iloc[2:]).all()
+    assert metrics["train_reconstruction"].iloc[-1] < metrics["train_reconstruction"].iloc[0]
+    model = AstroVaDEr.load(tiny_run)
+    assert model.metadata_["label_names"] == ["round", "along_x", "along_y"]
+    assert model.metadata_["parameters"]["total"] == sum(t.numel() for n, t in weights(tiny_run).items() if "initialised" not in n)
+    assert np.isclose(model.weights_.sum(), 1) and model.means_.shape == (3, 4) and (model.covariances_ > 0).all()
+
+
+def test_same_seed_same_model(tiny_run, blob_cache, tiny_config, tmp_path):
+    again = train_run(tmp_path / "again", tiny_config, blob_cache, progress=False)
+    assert_same_weights(weights(tiny_run), weights(again))
+    other = train_run(tmp_path / "other", tiny_config.with_overrides({"train.seed": 1}), blob_cache, progress=False)
+    assert not torch.equal(weights(tiny_run)["encoder.mu.weight"], weights(other)["encoder.mu.weight"])
+
+
+def test_refuses_to_overwrite_a_run(tiny_run, blob_cache, tiny_config):
+    with pytest.raises(InputError, match="--resume"):
+        train_run(tiny_run, tiny_config, blob_cache, progress=False)
+
+
+def _cli(*arguments):
+    environment = dict(os.environ, OMP_NUM_THREADS="2", ASTROVADER_ALLOCATOR="system")
+    return [sys.executable, "-m", "astrovader", *arguments], environment
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(blob_cache, tiny_config, tmp_path):
+    config = tiny_config.with_overrides({"train.alpha_epochs": 3, "train.anneal_epochs": 3, "train.static_epochs": 2})
+    config_file = tmp_path / "config.yaml"
+    config.to_yaml(config_file)
+    command, environment = _cli("train", str(blob_cache), "--config", str(config_file), "--out", str(tmp_path / "whole"))
+    subprocess.run(command, env=environment, check=True, capture_output=True)
+
+    command, environment = _cli("train", str(blob_cache), "--config", str(config_file), "--out", str(tmp_path / "killed"))
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.csv"
+    deadline = time.time() + 120
+    # Kill in the middle of the first annealing period (after epoch 3 has been written).
+    while time.time() < deadline and process.poll() is None:
+        if metrics.exists() and len(pd.read_csv(metrics)) >= 5:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    from astrovader.train.checkpoint import load_safe
+
+    assert load_safe(tmp_path / "killed" / "checkpoints" / "last.ckpt")["epoch"] >= 3  # resumes, not restarts
+
+    command, environment = _cli("train", "--resume", str(tmp_path / "killed"))
+    subprocess.run(command, env=environment, check=True, capture_output=True)
+    assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "killed"))
+    resumed = pd.read_csv(metrics)
+    assert list(resumed["epoch"]) == list(range(config.train.total_epochs))  # no duplicated epochs
+    pd.testing.assert_frame_equal(resumed, pd.read_csv(tmp_path / "whole" / "metrics.csv"))
+
+
+def test_blank_constant_saturated_images_and_too_many_components_stay_finite(tiny_config, tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, size=(240, 1, 16, 16)).astype(np.float32) * 0.2
+    images[:60] = 0.0  # blank
+    images[60:120] = 0.5  # constant
+    images[120:180] = 1.0  # saturated
+    config = tiny_config.with_overrides({"model.n_components": 8})
+    model = AstroVaDEr(config).fit(images, out=tmp_path / "run")
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert np.isfinite(metrics.filter(like="train_").drop(columns=["train_kl_mixture"]).to_numpy()).all()
+    assert np.isfinite(metrics["train_kl_mixture"].iloc[2:]).all()
+    probabilities = model.predict_proba(images)
+    assert np.isfinite(probabilities).all() and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_config, tmp_path, monkeypatch):
+    from astrovader.model import vade
+
+    original = vade.reconstruction_loss
+
+    calls = []
+
+    def poisoned(reconstruction, target, kind="mse"):
+        calls.append(1)
+        # Two epochs of 5 training + 1 validation batches run clean, then the loss turns NaN.
+        return original(reconstruction, target, kind) * (float("nan") if len(calls) > 12 else 1.0)
+
+    monkeypatch.setattr(vade, "reconstruction_loss", poisoned)
+    images = np.random.default_rng(0).uniform(0, 1, size=(200, 1, 16, 16)).astype(np.float32)
+    with pytest.raises(TrainingError, match="non-finite loss at epoch"):
+        train_run(tmp_path / "run", tiny_config, images, progress=False)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert checkpoint.exists()
+    from astrovader.train.checkpoint import load_safe
+
+    state = load_safe(checkpoint)["state_dict"]
+    assert all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point())
+
+
+def test_cli_train_and_two_stage_baseline(blob_cache, tmp_path):
+    result = CliRunner().invoke(app, ["train", str(blob_cache), "--preset", "tiny", "--method", "two_stage",
+                                      "--out", str(tmp_path / "baseline")])
+    assert result.exit_code == 0, result.output
+    model = AstroVaDEr.load(tmp_path / "baseline")
+    assert model.config.train.method == "two_stage"
+    assert bool(model.model_.prior.initialised)  # the GMM was fitted after the autoencoder
+    metrics = pd.read_csv(tmp_path / "baseline" / "metrics.csv")
+    assert set(metrics["phase"]) == {"autoencoder"}
+
+
+def test_cli_train_needs_exactly_one_of_out_and_resume(tmp_path):
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code != 0 and "exactly one of --out" in str(result.exception)
