@@ -1,0 +1,56 @@
+"""Shared benchmark helpers: the machine's matmul peak, timing loops, and JSON results.
+
+Every throughput is reported in images/s and as a fraction of the matmul peak measured in the
+same run, so numbers from different machines can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:
+    """Sustained GFLOP/s of a square matmul on this machine's CPU threads."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up: thread pools, caches
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or count < 2:
+        a @ b
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - started) / 1e9
+
+
+def rate(step: Callable[[], object], items_per_step: int, seconds: float = 5.0, warmup: int = 2) -> float:
+    """Items per second of `step` run repeatedly for about `seconds` after `warmup` calls."""
+    for _ in range(warmup):
+        step()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or count < 2:
+        step()
+        count += 1
+    return items_per_step * count / (time.perf_counter() - started)
+
+
+def machine() -> dict[str, object]:
+    from astrovader.runtime import runtime_info
+
+    return {**runtime_info(), "processor": platform.processor() or platform.machine()}
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Write benchmarks/results/<name>.json (with the machine description) and print it."""
+    from astrovader.io import write_json_atomic
+
+    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **result}
+    path = write_json_atomic(RESULTS / f"{name}.json", payload)
+    print(json.dumps(payload, indent=2, default=str))
+    return path
