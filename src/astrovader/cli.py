@@ -140,6 +140,40 @@ def _devices(text: Optional[str]):
     return None if text is None else (int(text) if text.isdigit() else text)
 
 
+@app.command()
+def generate(
+    run_dir: Path = typer.Argument(..., help="trained run folder (model.safetensors + model.json)"),
+    out: Path = typer.Option(..., "--out", help="folder for the images, tables, PNGs and generate.json"),
+    n: int = typer.Option(0, "--n", min=0, help="synthetic galaxies to make (Fig. 9); 0: none"),
+    component: Optional[list[int]] = typer.Option(None, "--component", help="sample only this component (repeatable)"),
+    variance_scale: float = typer.Option(1.0, "--variance-scale", min=0, help="multiplies the prior variances (0.5: the public code's halving)"),
+    seed: int = typer.Option(0, "--seed", help="same seed, same images"),
+    image_format: str = typer.Option("npy", "--format", help="synthetic images as npy or fits"),
+    table_format: str = typer.Option("parquet", "--table", help="index, component, z per image as parquet or csv"),
+    chunk: int = typer.Option(1024, "--chunk", min=1, help="images decoded between writes (memory, not results)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="prepared cache of real galaxies (default: the run's own)"),
+    split: str = typer.Option("test", "--split", help="galaxies of this split: train, validation, test or all"),
+    tour: bool = typer.Option(False, "--tour", help="interpolation tour through the components' most probable members (Fig. 10)"),
+    open_tour: bool = typer.Option(False, "--open-tour", help="make the tour an open path (no leg back to the start)"),
+    traversal: bool = typer.Option(False, "--traversal", help="each latent from its minimum to its maximum (Fig. 11)"),
+    steps: int = typer.Option(8, "--steps", min=2, help="images per interpolation leg or traversal row"),
+    deblend: Optional[str] = typer.Option(None, "--deblend", help="id of a galaxy to deblend (Fig. 12)"),
+    clean_component: Optional[int] = typer.Option(None, "--clean-component", help="component whose closest member --deblend moves towards"),
+    interpolate: Optional[tuple[str, str]] = typer.Option(None, "--interpolate", help="ids of two galaxies to interpolate between"),
+) -> None:
+    """Synthetic galaxies, interpolation tour, latent traversal, deblending and pair interpolation."""
+    from astrovader.generate import GenerateRequest, run_generate
+
+    request = GenerateRequest(
+        n=n, components=component or None, seed=seed, variance_scale=variance_scale, image_format=image_format,
+        table_format=table_format, chunk=chunk, data=data, split=split, tour=tour, closed_tour=not open_tour,
+        traversal=traversal, steps=steps, deblend=deblend, clean_component=clean_component, pair=interpolate,
+    )
+    with progress_bar("generate", total=n or None) as update:
+        summary = run_generate(run_dir, out, request, progress=update)
+    console.print(summary)
+
+
 @app.command("config")
 def show_config(
     preset: str = PresetOption,

@@ -8,6 +8,8 @@ its outputs are bit-identical.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -27,17 +29,23 @@ def model_outputs(model: VaDE, pixels: np.ndarray | torch.Tensor, reconstruct: b
     images = pixels if isinstance(pixels, torch.Tensor) else to_float(pixels)
     device = next(model.parameters()).device
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(images), BLOCK):
-        block = images[start : start + BLOCK]
-        count = len(block)
-        padded = torch.zeros((BLOCK, *images.shape[1:]), dtype=torch.float32)
-        padded[:count] = block
+    for padded, count in padded_blocks(images):
         outputs = _block_outputs(model, padded.to(device), reconstruct)
         for name, value in outputs.items():
             parts.setdefault(name, []).append(value[:count].cpu().numpy())
     if not parts:
         return _empty(model, reconstruct)
     return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def padded_blocks(rows: torch.Tensor) -> Iterator[tuple[torch.Tensor, int]]:
+    """(exactly BLOCK rows in fp32, zero-padded at the end; how many are real) for each block
+    of `rows`: the fixed shape that makes every row's result independent of its batch."""
+    for start in range(0, len(rows), BLOCK):
+        block = rows[start : start + BLOCK]
+        padded = torch.zeros((BLOCK, *rows.shape[1:]), dtype=torch.float32)
+        padded[: len(block)] = block
+        yield padded, len(block)
 
 
 def _block_outputs(model: VaDE, x: torch.Tensor, reconstruct: bool) -> dict[str, torch.Tensor]:
