@@ -329,3 +329,10 @@ def test_report_hook_yields_figures_9_to_11(model, galaxies):
     synthetic = figures[0][1].axes[0].images[0].get_array()
     assert synthetic.shape == (3 * 16 + 2, 8 * 16 + 7)  # one row of 8 per component
     assert all(isinstance(caption, str) and caption for _, _, caption in figures)
+
+
+def test_products_made_before_a_failure_are_described(run, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generate", str(run), "--out", str(out), "--n", "10", "--interpolate", "nope", "g0001"])
+    assert isinstance(result.exception, InputError)
+    assert (out / "samples.npy").exists() and read_json(out / "generate.json")["samples"]["n"] == 10

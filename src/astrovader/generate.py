@@ -532,20 +532,23 @@ def run_generate(run_dir: str | Path, out: str | Path, request: GenerateRequest,
     model.set_precision(choose_precision(model.config.train.precision, "cpu"))
     manifest: dict = {"run": str(run_dir.resolve()), "precision": model.precision}
     done: list[str] = []
-    if request.n:
-        manifest["samples"] = write_samples(
-            model, out, request.n, request.components, request.seed, request.variance_scale,
-            request.image_format, request.table_format, request.chunk, progress,
-        )
-        done.append(f"{request.n} synthetic images")
-    if request.needs_galaxies:
-        source, ids, pixels = load_galaxies(run_dir, request.data, request.split, model)
-        manifest["galaxies"] = {"cache": str(source), "split": request.split, "count": len(ids)}
-        outputs = model_outputs(model, pixels, reconstruct=False)
-        done += _galaxy_products(model, out, request, ids, pixels, outputs, manifest)
-    path = out / "generate.json"
-    previous = read_json(path) if path.exists() else {}
-    write_json_atomic(path, {**previous, **manifest})
+    try:
+        if request.n:
+            manifest["samples"] = write_samples(
+                model, out, request.n, request.components, request.seed, request.variance_scale,
+                request.image_format, request.table_format, request.chunk, progress,
+            )
+            done.append(f"{request.n} synthetic images")
+        if request.needs_galaxies:
+            source, ids, pixels = load_galaxies(run_dir, request.data, request.split, model)
+            manifest["galaxies"] = {"cache": str(source), "split": request.split, "count": len(ids)}
+            outputs = model_outputs(model, pixels, reconstruct=False)
+            done += _galaxy_products(model, out, request, ids, pixels, outputs, manifest)
+    finally:  # describe whatever was made, even when a later product fails
+        if done:
+            path = out / "generate.json"
+            previous = read_json(path) if path.exists() else {}
+            write_json_atomic(path, {**previous, **manifest})
     return f"{'; '.join(done)} -> {out}"
 
 
