@@ -174,6 +174,29 @@ def generate(
     console.print(summary)
 
 
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="trained run folder (model.safetensors + model.json)"),
+    data: Path = typer.Argument(..., help="prepared cache, or a catalogue / image folder (decoded with the model's settings)"),
+    out: Path = typer.Option(..., "--out", help="catalogue to write: a Parquet folder, or a .fits / .csv file"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="images read and predicted together (memory only, never results)"),
+    output_format: Optional[str] = typer.Option(None, "--format", help="parquet (default), fits or csv; default from the --out suffix"),
+    workers: int = typer.Option(2, "--workers", min=0, help="reader processes (0: read in this process)"),
+    part_size: Optional[int] = typer.Option(None, "--part-size", min=1, help="rows per Parquet part, the unit of resume (default 65,536)"),
+) -> None:
+    """Cluster catalogue: one row per input (gamma, posterior, mu, logvar, likelihood, mse, error); resumable; torchrun shards it."""
+    import os
+    from contextlib import nullcontext
+
+    from astrovader.predict import predict_catalogue
+
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports
+    with progress_bar("predict") if main_rank else nullcontext() as update:
+        summary = predict_catalogue(run_dir, data, out, batch_size, output_format, workers, part_size, progress=update)
+    if main_rank:
+        console.print(summary.line())
+
+
 @app.command("config")
 def show_config(
     preset: str = PresetOption,

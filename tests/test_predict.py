@@ -1,0 +1,272 @@
+"""The cluster catalogue: columns, unreadable inputs as rows, bit-identical outputs whatever the
+batching, formats, bounded memory, resume after kill -9, and torchrun sharding."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from astrovader.cli import app
+from astrovader.config import Config
+from astrovader.data.cache import Cache, prepare
+from astrovader.errors import AstroVaDErError, InputError
+from astrovader.model.io import load_model, save_model
+from astrovader.model.vade import VaDE
+from astrovader.predict import MANIFEST, model_outputs, predict_catalogue, read_predictions
+
+from conftest import blob_images
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy machine two OpenMP threads
+    spend most of their time waiting for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(blob_cache, tiny_config, tmp_path_factory):
+    """A tiny model in seconds even on a busy machine: seeded networks, and one prior component
+    per blob class (mean and variance of the class's embeddings) instead of training."""
+    torch.manual_seed(0)
+    model = VaDE(tiny_config).eval()
+    cache = Cache(blob_cache)
+    embeddings = model_outputs(model, cache.images[cache.index["row"].to_numpy()], reconstruct=False)["mu"]
+    classes = [embeddings[cache.index["label"].to_numpy() == label] for label in range(3)]
+    model.prior.set_from_gmm(np.full(3, 1 / 3), np.stack([c.mean(0) for c in classes]), np.stack([c.var(0) for c in classes]))
+    return save_model(tmp_path_factory.mktemp("run") / "tiny", model, tiny_config)
+
+
+@pytest.fixture(scope="module")
+def bad_catalogue(blob_catalogue, tmp_path_factory):
+    """40 blob images, then a missing file, a corrupt file and a repeated id."""
+    folder = tmp_path_factory.mktemp("bad")
+    table = pd.read_csv(blob_catalogue, dtype={"id_str": str}).head(43)
+    table["file_loc"] = [str(blob_catalogue.parent / path) for path in table["file_loc"]]
+    (folder / "corrupt.npy").write_bytes(b"not an array")
+    table.loc[40, "file_loc"] = str(folder / "missing.npy")
+    table.loc[41, "file_loc"] = str(folder / "corrupt.npy")
+    table.loc[42, "id_str"] = table.loc[0, "id_str"]
+    table.to_csv(folder / "catalog.csv", index=False)
+    return folder / "catalog.csv"
+
+
+@pytest.fixture(scope="module")
+def large_cache(tiny_config, tmp_path_factory):
+    """3,000 blob images prepared at the tiny model's 16 px, from one IDX file."""
+    folder = tmp_path_factory.mktemp("large")
+    images, _ = blob_images(3000, size=16, seed=1)
+    header = b"\x00\x00\x08\x03" + b"".join(value.to_bytes(4, "big") for value in images.shape)
+    (folder / "blobs-idx3-ubyte").write_bytes(header + np.round(images * 255).astype(np.uint8).tobytes())
+    prepare(folder / "blobs-idx3-ubyte", folder / "cache", tiny_config.data)
+    return folder / "cache"
+
+
+FLOATS = ("gamma_max", "gamma", "posterior", "mu", "logvar", "log_likelihood", "mse")
+
+
+def float_columns(frame):
+    return [name for name in frame.columns if name.rsplit("_", 1)[0] in FLOATS or name in FLOATS]
+
+
+def assert_same_rows(a, b):
+    """Same ids, errors and bit-identical outputs, matched by id (order may differ)."""
+    a, b = (frame.set_index("id_str").sort_index(kind="stable") for frame in (a, b))
+    assert list(a.index) == list(b.index)
+    assert list(a["component"]) == list(b["component"]) and list(a["error"]) == list(b["error"])
+    for name in float_columns(a):
+        assert np.array_equal(a[name].to_numpy(np.float32), b[name].to_numpy(np.float32), equal_nan=True), name
+
+
+def test_catalogue_of_a_cache_has_the_documented_columns_and_the_model_outputs(trained, blob_cache, tmp_path):
+    summary = predict_catalogue(trained, blob_cache, tmp_path / "catalogue", batch_size=100, workers=0, part_size=128)
+    frame = read_predictions(tmp_path / "catalogue")
+    numbered = lambda name, count: [f"{name}_{index:02d}" for index in range(count)]  # noqa: E731
+    assert list(frame.columns) == [
+        "id_str", "split", "component", "gamma_max", *numbered("gamma", 3), *numbered("posterior", 3),
+        *numbered("mu", 4), *numbered("logvar", 4), "log_likelihood", "mse", "error", "file_loc", "label", "label_name",
+    ]
+    index = Cache(blob_cache).index
+    assert (summary.inputs, summary.errors, summary.computed) == (600, 0, 600)
+    assert list(frame["id_str"]) == list(index["id_str"]) and list(frame["split"]) == list(index["split"])
+    assert frame[["file_loc", "label", "label_name"]].equals(index[["file_loc", "label", "label_name"]])
+    assert (frame["error"] == "").all()
+
+    model, _ = load_model(trained)
+    expected = model_outputs(model, Cache(blob_cache).images[index["row"].to_numpy()])
+    for name in ("gamma", "posterior", "mu", "logvar"):
+        columns = [column for column in frame.columns if column.startswith(f"{name}_") and column[-1].isdigit()]
+        assert np.array_equal(frame[columns].to_numpy(), expected[name]), name
+    for name in ("log_likelihood", "mse"):
+        assert np.array_equal(frame[name].to_numpy(), expected[name]), name
+    gamma = expected["gamma"]
+    assert np.array_equal(frame["component"], gamma.argmax(1)) and np.array_equal(frame["gamma_max"], gamma.max(1))
+    assert np.mean(frame["component"] == frame["label"]) > 0.6  # the prior's components are the blob classes
+    manifest = json.loads((tmp_path / "catalogue" / MANIFEST).read_text())
+    assert manifest["complete"] and manifest["rows"] == 600 and len(manifest["parts"]) == 5
+    assert [part["rows"] for part in manifest["parts"]] == [128, 128, 128, 128, 88]
+
+
+def test_unreadable_inputs_are_rows_with_a_reason(trained, bad_catalogue, tiny_config, tmp_path):
+    from_catalogue = read_predictions(predict_catalogue(trained, bad_catalogue, tmp_path / "a.parquet", workers=0).out)
+    prepare(bad_catalogue, tmp_path / "cache", tiny_config.data)
+    from_cache = read_predictions(predict_catalogue(trained, tmp_path / "cache", tmp_path / "b", workers=0).out)
+    for frame in (from_catalogue, from_cache):
+        assert len(frame) == 43  # inputs = rows
+        failed = frame[frame["error"] != ""].set_index("file_loc")
+        assert len(failed) == 3 and (failed["component"] == -1).all()
+        assert failed[float_columns(frame)].isna().all().all()
+        assert failed.loc[str(bad_catalogue.parent / "missing.npy"), "error"] == "missing file"
+        assert "corrupt" in failed.index[1] and failed["error"].iloc[1]
+        assert "duplicate id" in failed["error"].iloc[2] and failed["id_str"].iloc[2] == frame["id_str"].iloc[0]
+        fine = frame[frame["error"] == ""]
+        assert len(fine) == 40 and (fine["component"] >= 0).all() and fine[float_columns(frame)].notna().all().all()
+    assert (from_catalogue["split"] == "").all() and set(from_cache["split"]) == {"train", "validation", "test", ""}
+    assert_same_rows(from_catalogue, from_cache)  # decoded on the fly = read from the cache
+
+
+def test_outputs_are_bit_identical_whatever_batch_size_order_or_workers(trained, blob_catalogue, tmp_path):
+    table = pd.read_csv(blob_catalogue, dtype={"id_str": str}).head(40)
+    table["file_loc"] = [str(blob_catalogue.parent / path) for path in table["file_loc"]]
+    table.to_csv(tmp_path / "in_order.csv", index=False)
+    table.sample(frac=1, random_state=3).to_csv(tmp_path / "shuffled.csv", index=False)
+    runs = [("in_order", 512, 0), ("in_order", 1, 0), ("shuffled", 7, 2), ("shuffled", 512, 2)]
+    frames = [
+        read_predictions(predict_catalogue(trained, tmp_path / f"{name}.csv", tmp_path / f"{name}-{batch}", batch, workers=workers).out)
+        for name, batch, workers in runs
+    ]
+    assert list(frames[2]["id_str"]) == list(pd.read_csv(tmp_path / "shuffled.csv", dtype={"id_str": str})["id_str"])
+    for frame in frames[1:]:
+        assert_same_rows(frames[0], frame)
+
+
+def test_formats_read_back_alike_and_follow_the_suffix(trained, bad_catalogue, tmp_path):
+    frames = {}
+    for name in ("cat", "cat.fits", "cat.csv"):
+        summary = predict_catalogue(trained, bad_catalogue, tmp_path / name, workers=0, part_size=16)
+        assert (tmp_path / name).is_dir() == (name == "cat")
+        frames[name] = read_predictions(summary.out)
+    assert not (tmp_path / "cat.fits.parts").exists() and not (tmp_path / "cat.csv.parts").exists()
+    for name in ("cat.fits", "cat.csv"):
+        assert list(frames[name].columns) == list(frames["cat"].columns)
+        assert list(frames[name]["id_str"]) == list(frames["cat"]["id_str"])
+        # (CSV cannot tell a missing text from an empty one)
+        assert list(frames[name]["label_name"].fillna("")) == list(frames["cat"]["label_name"].fillna(""))
+        assert_same_rows(frames["cat"], frames[name])
+    with pytest.raises(AstroVaDErError, match="looks like fits"):
+        predict_catalogue(trained, bad_catalogue, tmp_path / "x.fits", output_format="csv")
+    with pytest.raises(AstroVaDErError, match="format = 'xls'"):
+        predict_catalogue(trained, bad_catalogue, tmp_path / "x", output_format="xls")
+
+
+def test_existing_outputs_are_finished_never_overwritten(trained, bad_catalogue, blob_cache, tmp_path):
+    first = predict_catalogue(trained, bad_catalogue, tmp_path / "cat", workers=0)
+    again = predict_catalogue(trained, bad_catalogue, tmp_path / "cat", batch_size=3, workers=0)
+    assert (first.computed, again.computed, again.inputs, again.errors) == (43, 0, 43, 3)
+    with pytest.raises(InputError, match="another model, data, part size"):
+        predict_catalogue(trained, bad_catalogue, tmp_path / "cat", workers=0, part_size=10)
+    with pytest.raises(InputError, match="another model, data, part size"):
+        predict_catalogue(trained, blob_cache, tmp_path / "cat", workers=0)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a predictions folder"):
+        predict_catalogue(trained, bad_catalogue, tmp_path / "taken", workers=0)
+    (tmp_path / "old.csv").write_text("id_str\n")
+    with pytest.raises(InputError, match="exists already"):
+        predict_catalogue(trained, bad_catalogue, tmp_path / "old.csv", workers=0)
+
+
+def test_bad_inputs_and_options_are_one_line_errors(trained, blob_catalogue, tmp_path):
+    with pytest.raises(AstroVaDErError, match="batch_size = 0"):
+        predict_catalogue(trained, blob_catalogue, tmp_path / "out", batch_size=0)
+    with pytest.raises(InputError, match="no such file"):
+        predict_catalogue(trained, tmp_path / "nothing.csv", tmp_path / "out")
+    bigger = Config.from_preset("tiny", data={"image_size": 32, "crop_fraction": 1.0, "scaling": "fixed", "fixed_max": 1.0})
+    prepare(blob_catalogue, tmp_path / "cache32", bigger.data)
+    with pytest.raises(InputError, match="cache32: holds images of shape"):
+        predict_catalogue(trained, tmp_path / "cache32", tmp_path / "out")
+    with pytest.raises(InputError, match="not a predictions folder"):
+        read_predictions(tmp_path)
+
+
+def test_memory_stays_flat_while_streaming_a_large_cache(trained, large_cache, tmp_path):
+    held = []  # Python-side memory after each batch of 32: rows must not pile up
+    tracemalloc.start()
+    try:
+        summary = predict_catalogue(trained, large_cache, tmp_path / "large", batch_size=32, workers=0, part_size=64,
+                                    progress=lambda done, total: held.append(tracemalloc.get_traced_memory()[0]))
+    finally:
+        tracemalloc.stop()
+    assert summary.computed == 3000 and len(held) == -(-3000 // 32)
+    # Holding every row would add ~1 MB (pixels + outputs) between the first and last quarter;
+    # streaming adds only the few bytes per batch of `held` itself.
+    early, late = max(held[len(held) // 8 : len(held) // 4]), max(held[-len(held) // 4 :])
+    assert late - early < 100_000, (early, late)
+    assert len(list((tmp_path / "large").glob("part-*.parquet"))) == -(-3000 // 64)
+
+
+def cli(*arguments):
+    environment = dict(os.environ, OMP_NUM_THREADS="1", ASTROVADER_ALLOCATOR="system")
+    return [sys.executable, "-m", "astrovader", *map(str, arguments)], environment
+
+
+def test_resume_after_kill_9_loses_and_duplicates_no_row(trained, large_cache, tmp_path):
+    out = tmp_path / "killed"
+    command, environment = cli("predict", trained, large_cache, "--out", out, "--part-size", 32, "--batch-size", 32, "--workers", 0)
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(list(out.glob("part-*.parquet"))) < 3 and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = list(out.glob("part-*.parquet"))
+    assert 3 <= len(written) < -(-3000 // 32) and not json.loads((out / MANIFEST).read_text())["complete"]
+    with pytest.raises(InputError, match="incomplete"):
+        read_predictions(out)
+
+    resumed = predict_catalogue(trained, large_cache, out, batch_size=100, workers=2, part_size=32)
+    assert resumed.computed == 3000 - sum(pq.read_metadata(part).num_rows for part in written)
+    whole = predict_catalogue(trained, large_cache, tmp_path / "whole", batch_size=64, workers=0, part_size=32)
+    frame = read_predictions(out)
+    assert frame["id_str"].is_unique and len(frame) == 3000
+    assert frame.equals(read_predictions(whole.out))
+    assert not list(out.glob(".*.part"))
+
+
+def test_torchrun_ranks_share_the_parts_and_match_one_process(trained, blob_cache, tmp_path):
+    command, environment = cli("predict", trained, blob_cache, "--out", tmp_path / "ranks", "--part-size", 50, "--workers", 1)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", *command[2:]]
+    result = subprocess.run(torchrun, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert "600 inputs = 600 predicted + 0 with an error" in result.stderr.replace("\n", " ")
+
+    manifest = json.loads((tmp_path / "ranks" / MANIFEST).read_text())
+    assert manifest["complete"] and manifest["computed_by_rank"] == [300, 300]
+    single = CliRunner().invoke(app, ["predict", str(trained), str(blob_cache), "--out", str(tmp_path / "one"), "--workers", "0"])
+    assert single.exit_code == 0, single.output
+    assert read_predictions(tmp_path / "ranks").equals(read_predictions(tmp_path / "one"))
+
+
+def test_real_galaxy_zoo_jpegs_are_decoded_with_the_models_settings(gz1_dir, tmp_path):
+    config = Config.from_preset("cpu")
+    torch.manual_seed(0)
+    save_model(tmp_path / "run", VaDE(config), config)
+    table = pd.read_csv(gz1_dir / "catalog.csv", dtype={"id_str": str}).head(24)
+    table["file_loc"] = [str(gz1_dir / path) for path in table["file_loc"]]
+    table.to_csv(tmp_path / "catalog.csv", index=False)
+    frame = read_predictions(predict_catalogue(tmp_path / "run", tmp_path / "catalog.csv", tmp_path / "gz1.csv", workers=0).out)
+    assert list(frame["id_str"]) == list(table["id_str"]) and (frame["error"] == "").all()
+    assert list(frame["gz1_class_name"]) == list(table["gz1_class_name"])
+    assert np.isfinite(frame["mse"]).all() and (frame["component"].between(0, 11)).all()
