@@ -175,6 +175,55 @@ def generate(
 
 
 @app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="trained run folder (model.safetensors + model.json)"),
+    out: Path = typer.Option(..., "--out", help="folder for report.html, the PNG figures and summary.json"),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="`astrovader predict` output; default: encode the cache split"),
+    data: Optional[Path] = typer.Option(None, "--data", help="prepared cache to analyse (default: the run's own)"),
+    split: str = typer.Option("test", "--split", help="objects of this split: train, validation, test or all"),
+    votes: Optional[Path] = typer.Option(None, "--votes", help="Galaxy Zoo 2 vote table (CSV/Parquet/FITS), joined on id"),
+    vote_option: Optional[list[str]] = typer.Option(None, "--vote-option", help="KEY=VALUE vote setting, repeatable (e.g. edge_on_threshold=0.8)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="column of known classes (default: label_name, gz1_class_name, label or gz1_class)"),
+    subset: Optional[str] = typer.Option(None, "--subset", help="components for Fig. 8 and the Galaxy Zoo comparison, e.g. 0,3,5"),
+    choose_k_fits: int = typer.Option(10, "--choose-k-fits", min=0, help="Dirichlet-process fits for choosing K (0: skip)"),
+    seed: int = typer.Option(0, "--seed", help="same seed, same report"),
+) -> None:
+    """Every table and figure of the paper's sections 4-5: PNGs and one self-contained report.html."""
+    from astrovader.analysis.galaxy_zoo import VoteSettings
+    from astrovader.analysis.report import ReportOptions, build_report
+
+    options = ReportOptions(
+        predictions=predictions, data=data, split=split, votes=votes, vote_settings=VoteSettings.from_pairs(vote_option),
+        labels=labels, subset=subset, choose_k_fits=choose_k_fits, seed=seed,
+    )
+    with progress_bar("report") as update:
+        summary = build_report(run_dir, out, options, progress=update)
+    console.print(summary.line())
+
+
+@app.command("choose-k")
+def choose_k(
+    run_dir: Path = typer.Argument(..., help="trained run folder (model.safetensors + model.json)"),
+    data: Optional[Path] = typer.Argument(None, help="prepared cache to embed (default: the run's own)"),
+    split: str = typer.Option("train", "--split", help="embed this split: train, validation, test or all"),
+    fits: int = typer.Option(20, "--fits", help="mixtures to fit, each on its own random batch"),
+    batch_size: int = typer.Option(2000, "--batch-size", help="embeddings per fit"),
+    max_components: int = typer.Option(30, "--max-components", help="components of each mixture (well above the expected K)"),
+    threshold: float = typer.Option(0.01, "--threshold", help="a component counts when its weight exceeds this"),
+    seed: int = typer.Option(0, "--seed", help="same seed, same batches and fits"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for choose_k.json and choose_k.png (default: RUN_DIR)"),
+) -> None:
+    """Choose K (section 4.1): how many components a Dirichlet-process mixture keeps over many batches."""
+    from astrovader.analysis.choose_k import choose_k_for_run, write_choose_k
+
+    with progress_bar("choose-k", total=fits) as update:
+        result = choose_k_for_run(run_dir, data, split, fits, batch_size, max_components, threshold, seed, progress=update)
+    json_path, png_path = write_choose_k(result, out or run_dir)
+    typer.echo(result.distribution().to_string())
+    console.print(f"{result.summary()} -> {json_path}, {png_path}")
+
+
+@app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="trained run folder (model.safetensors + model.json)"),
     data: Path = typer.Argument(..., help="prepared cache, or a catalogue / image folder (decoded with the model's settings)"),

@@ -81,3 +81,18 @@ def calinski_harabasz(embeddings: np.ndarray, clusters: np.ndarray) -> float:
     if len(np.unique(clusters)) < 2:
         return float("nan")
     return float(calinski_harabasz_score(embeddings, clusters))
+
+
+def class_best_components(labels: np.ndarray, clusters: np.ndarray) -> pd.DataFrame:
+    """Per class: its size, the purest component for it (the largest fraction of members in
+    the class), that purity, the component's size and the fraction of the class it holds."""
+    table = contingency(labels, clusters)
+    shares = table / table.sum(axis=0)  # fraction of each component's members in each class
+    best = shares.idxmax(axis=1)
+    return pd.DataFrame({
+        "size": table.sum(axis=1),
+        "best_component": best,
+        "purity": shares.max(axis=1),
+        "component_size": table.sum(axis=0)[best].to_numpy(),
+        "completeness": [table.loc[name, component] / table.loc[name].sum() for name, component in best.items()],
+    })
