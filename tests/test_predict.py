@@ -46,7 +46,8 @@ def trained(blob_cache, tiny_config, tmp_path_factory):
     cache = Cache(blob_cache)
     embeddings = model_outputs(model, cache.images[cache.index["row"].to_numpy()], reconstruct=False)["mu"]
     classes = [embeddings[cache.index["label"].to_numpy() == label] for label in range(3)]
-    model.prior.set_from_gmm(np.full(3, 1 / 3), np.stack([c.mean(0) for c in classes]), np.stack([c.var(0) for c in classes]))
+    means, variances = np.stack([c.mean(0) for c in classes]), np.stack([c.var(0) for c in classes])
+    model.prior.set_from_gmm(np.full(3, 1 / 3), means, variances)
     return save_model(tmp_path_factory.mktemp("run") / "tiny", model, tiny_config)
 
 
@@ -145,7 +146,8 @@ def test_outputs_are_bit_identical_whatever_batch_size_order_or_workers(trained,
     table.sample(frac=1, random_state=3).to_csv(tmp_path / "shuffled.csv", index=False)
     runs = [("in_order", 512, 0), ("in_order", 1, 0), ("shuffled", 7, 2), ("shuffled", 512, 2)]
     frames = [
-        read_predictions(predict_catalogue(trained, tmp_path / f"{name}.csv", tmp_path / f"{name}-{batch}", batch, workers=workers).out)
+        read_predictions(predict_catalogue(trained, tmp_path / f"{name}.csv", tmp_path / f"{name}-{batch}", batch,
+                                           workers=workers).out)
         for name, batch, workers in runs
     ]
     assert list(frames[2]["id_str"]) == list(pd.read_csv(tmp_path / "shuffled.csv", dtype={"id_str": str})["id_str"])
@@ -189,12 +191,12 @@ def test_existing_outputs_are_finished_never_overwritten(trained, bad_catalogue,
         predict_catalogue(trained, bad_catalogue, tmp_path / "old.csv", workers=0)
 
 
-def test_bad_inputs_and_options_are_one_line_errors(trained, blob_catalogue, tmp_path):
+def test_bad_inputs_and_options_are_one_line_errors(trained, blob_catalogue, tiny_config, tmp_path):
     with pytest.raises(AstroVaDErError, match="batch_size = 0"):
         predict_catalogue(trained, blob_catalogue, tmp_path / "out", batch_size=0)
     with pytest.raises(InputError, match="no such file"):
         predict_catalogue(trained, tmp_path / "nothing.csv", tmp_path / "out")
-    bigger = Config.from_preset("tiny", data={"image_size": 32, "crop_fraction": 1.0, "scaling": "fixed", "fixed_max": 1.0})
+    bigger = tiny_config.with_overrides({"data.image_size": 32})
     prepare(blob_catalogue, tmp_path / "cache32", bigger.data)
     with pytest.raises(InputError, match="cache32: holds images of shape"):
         predict_catalogue(trained, tmp_path / "cache32", tmp_path / "out")
@@ -225,7 +227,9 @@ def cli(*arguments):
 
 def test_resume_after_kill_9_loses_and_duplicates_no_row(trained, large_cache, tmp_path):
     out = tmp_path / "killed"
-    command, environment = cli("predict", trained, large_cache, "--out", out, "--part-size", 32, "--batch-size", 32, "--workers", 0)
+    command, environment = cli(
+        "predict", trained, large_cache, "--out", out, "--part-size", 32, "--batch-size", 32, "--workers", 0
+    )
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while len(list(out.glob("part-*.parquet"))) < 3 and process.poll() is None:
         time.sleep(0.005)
@@ -246,15 +250,15 @@ def test_resume_after_kill_9_loses_and_duplicates_no_row(trained, large_cache, t
 
 
 def test_torchrun_ranks_share_the_parts_and_match_one_process(trained, blob_cache, tmp_path):
-    command, environment = cli("predict", trained, blob_cache, "--out", tmp_path / "ranks", "--part-size", 50, "--workers", 1)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", *command[2:]]
+    command, environment = cli("predict", trained, blob_cache, "--out", tmp_path / "ranks", "--part-size", 50)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *command[1:]]
     result = subprocess.run(torchrun, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-6000:]
     assert "600 inputs = 600 predicted + 0 with an error" in result.stderr.replace("\n", " ")
 
     manifest = json.loads((tmp_path / "ranks" / MANIFEST).read_text())
     assert manifest["complete"] and manifest["computed_by_rank"] == [300, 300]
-    single = CliRunner().invoke(app, ["predict", str(trained), str(blob_cache), "--out", str(tmp_path / "one"), "--workers", "0"])
+    single = CliRunner().invoke(app, ["predict", str(trained), str(blob_cache), "--out", str(tmp_path / "one")])
     assert single.exit_code == 0, single.output
     assert read_predictions(tmp_path / "ranks").equals(read_predictions(tmp_path / "one"))
 
@@ -266,7 +270,8 @@ def test_real_galaxy_zoo_jpegs_are_decoded_with_the_models_settings(gz1_dir, tmp
     table = pd.read_csv(gz1_dir / "catalog.csv", dtype={"id_str": str}).head(24)
     table["file_loc"] = [str(gz1_dir / path) for path in table["file_loc"]]
     table.to_csv(tmp_path / "catalog.csv", index=False)
-    frame = read_predictions(predict_catalogue(tmp_path / "run", tmp_path / "catalog.csv", tmp_path / "gz1.csv", workers=0).out)
+    summary = predict_catalogue(tmp_path / "run", tmp_path / "catalog.csv", tmp_path / "gz1.csv", workers=0)
+    frame = read_predictions(summary.out)
     assert list(frame["id_str"]) == list(table["id_str"]) and (frame["error"] == "").all()
     assert list(frame["gz1_class_name"]) == list(table["gz1_class_name"])
     assert np.isfinite(frame["mse"]).all() and (frame["component"].between(0, 11)).all()

@@ -6,8 +6,8 @@ network always runs on blocks of exactly BLOCK rows (the last one zero-padded), 
 and their summation order are the same for a galaxy whatever batch, order or run it came in:
 its outputs are bit-identical.
 
-`predict_catalogue` writes one row per input (see COLUMNS below), in input order, as Parquet
-part files of `part_size` rows: a folder
+`predict_catalogue` writes one row per input (columns: `output_schema`), in input order, as
+Parquet part files of `part_size` rows: a folder
 
     part-000000.parquet ...   rows [p * part_size, (p + 1) * part_size) of the inputs
     _manifest.json            model, data, fingerprint, parts, `complete` (the leading "_" makes
@@ -180,7 +180,8 @@ def predict_catalogue(
     for name, value, least in (("batch_size", batch_size, 1), ("part_size", part_size, 1), ("workers", workers, 0)):
         if not isinstance(value, int) or value < least:
             raise AstroVaDErError(f"predict: {name} = {value!r}: must be an integer >= {least}")
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     model, _ = load_model(run_dir)
     precision = choose_precision(model.config.train.precision, device.type)
     model.to(device).set_precision(precision)
@@ -190,14 +191,17 @@ def predict_catalogue(
         "format": MANIFEST_FORMAT, "model": str(Path(run_dir).resolve()), "data": inputs.description,
         "rows": len(inputs.table), "part_size": part_size, "precision": precision, "columns": schema.names,
         # What makes the parts: a resumed run must share it (batch size and workers never matter).
-        "fingerprint": _digest(MANIFEST_FORMAT, _file_sha256(Path(run_dir) / WEIGHTS), inputs.fingerprint, part_size, precision),
+        "fingerprint": _digest(
+            MANIFEST_FORMAT, _file_sha256(Path(run_dir) / WEIGHTS), inputs.fingerprint, part_size, precision
+        ),
     }
     folder = out if output_format == "parquet" else out.with_name(out.name + ".parts")
     ranks = Ranks()
     try:
         finished = check_output(out, folder, output_format, manifest["fingerprint"])
         if finished is not None:
-            return PredictSummary(finished["rows"], finished["errors"], 0, time.perf_counter() - started, out, ranks.rank)
+            seconds = time.perf_counter() - started
+            return PredictSummary(finished["rows"], finished["errors"], 0, seconds, out, ranks.rank)
         n_parts = -(-len(inputs.table) // part_size)
         ranks.barrier()  # every rank has checked `out` before rank 0 changes it
         pending = ranks.from_rank_0(lambda: _begin(folder, manifest, n_parts))
@@ -209,7 +213,8 @@ def predict_catalogue(
         final = ranks.from_rank_0(lambda: _finish(folder, out, output_format, manifest, n_parts, schema))
     finally:
         ranks.close()
-    return PredictSummary(final["rows"], final["errors"], sum(computed_by_rank), time.perf_counter() - started, out, ranks.rank)
+    seconds = time.perf_counter() - started
+    return PredictSummary(final["rows"], final["errors"], sum(computed_by_rank), seconds, out, ranks.rank)
 
 
 def format_of(out: Path, requested: str | None) -> str:
@@ -288,7 +293,8 @@ def output_schema(n_components: int, latent_dim: int, inputs: Inputs) -> pa.Sche
     carried = [field for field in given if field.name not in ("id_str", "split")]
     clash = [field.name for field in carried if field.name in names]
     if clash:
-        raise InputError(f"{inputs.description['path']}: column {clash[0]!r} clashes with a prediction column; rename it")
+        source = inputs.description["path"]
+        raise InputError(f"{source}: column {clash[0]!r} clashes with a prediction column; rename it")
     return pa.schema(fields + carried)
 
 
@@ -431,7 +437,8 @@ def _finish(folder: Path, out: Path, output_format: str, manifest: dict, n_parts
             raise AstroVaDErError(f"{path}: {len(column)} rows instead of {expected}; delete it and re-run predict")
         errors += pc.sum(pc.not_equal(column, "")).as_py() or 0
         parts.append({"file": path.name, "rows": len(column)})
-    final = {**manifest, "complete": True, "errors": errors, "parts": parts, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+    final = {**manifest, "complete": True, "errors": errors, "parts": parts, "finished": finished}
     write_json_atomic(folder / MANIFEST, final)
     if output_format != "parquet":
         paths = [folder / part["file"] for part in parts]
@@ -470,8 +477,8 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         return Table.read(path, format="fits", character_as_bytes=False).to_pandas()
     if has_suffix(path, FORMATS["csv"]):
         # Ids and reasons stay text: 18-digit SDSS ids must not become floats, "" must stay "".
-        text = pacsv.ConvertOptions(column_types={name: pa.string() for name in ("id_str", "split", "error", "file_loc")})
-        return pacsv.read_csv(path, convert_options=text).to_pandas()
+        text = {name: pa.string() for name in ("id_str", "split", "error", "file_loc")}
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=text)).to_pandas()
     raise InputError(f"{path}: not a predictions folder, FITS or CSV file")
 
 
