@@ -101,7 +101,6 @@ def latent_map(mu: np.ndarray, seed: int = 0, max_points: int = 3000) -> tuple[n
         import umap
     except ImportError:
         from sklearn.manifold import TSNE
-
         from threadpoolctl import threadpool_limits
 
         perplexity = min(30.0, (len(points) - 1) / 3)

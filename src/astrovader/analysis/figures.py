@@ -190,7 +190,7 @@ def vote_histogram(counts: pd.DataFrame, first: str, second: str, examples: dict
     solid, second: red dashed), with an example image of each component below its bin."""
     components = list(counts.index)
     examples = examples or {}
-    figure = new_figure(1.2 + 1.1 * len(components), 4.2 if examples else 3.2)
+    figure = new_figure(max(5.0, 1.2 + 1.1 * len(components)), 4.2 if examples else 3.2)
     rows = 2 if examples else 1
     grid = figure.add_gridspec(rows, len(components), height_ratios=[3, 1] if examples else [1])
     axis = figure.add_subplot(grid[0, :])

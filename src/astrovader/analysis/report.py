@@ -284,19 +284,15 @@ def gallery_figures(context: Context, labels: np.ndarray, components: list[int] 
     parts = []
     for kind, members in chosen.items():
         sizes = {component: int((labels == component).sum()) for component in members}
-        filled = [component for component in members if len(members[component])]
-        if not filled:
-            parts.append(Page.note("no component has members"))
-            return parts
-        positions = np.concatenate([members[component] for component in filled])
-        splits = np.cumsum([len(members[component]) for component in filled])[:-1]
+        positions = np.concatenate(list(members.values()))
+        splits = np.cumsum([len(part) for part in members.values()])[:-1]
         views = {"reconstructions": decode(context.run.model, objects.mu[positions])}
         inputs = context.images.pixels(positions)
         if inputs is not None:
             views["inputs"] = inputs
         for view, images in views.items():
             rows = [figures.ImageRow(f"{component} ({sizes[component]})", part)
-                    for component, part in zip(filled, np.split(images, splits))]
+                    for component, part in zip(members, np.split(images, splits))]
             name = f"{prefix}_{kind.replace(' ', '_')}_{view}"
             parts.append(context.page.figure(name, figures.image_grid(rows),
                                              f"{kind.capitalize()} members of each component ({view}); "
