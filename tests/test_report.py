@@ -72,7 +72,8 @@ def test_report_summary_numbers(report, run_dir):
     scores = saved["label_scores"]
     assert scores["column"] == "label_name" and 1 / 3 <= scores["accuracy"] <= 1 and 0 <= scores["nmi"] <= 1
     classes = {row["class"] for row in saved["class_best_components"]}
-    assert classes == {"round", "along_x", "along_y"}
+    assert classes == {"round", "along_x", "along_y"} == set(saved["class_component"])
+    assert sum(sum(row.values()) for row in saved["class_component"].values()) == summary.objects
     assert saved["choose_k"]["fits"] == 2 and saved["headline"]["recommended K"] == saved["choose_k"]["recommended_k"]
     assert saved["headline"]["mean mse"] > 0 and np.isfinite(saved["headline"]["final validation loss"])
 
@@ -230,3 +231,27 @@ def test_cli_errors_are_one_line(run_dir, tmp_path, arguments, message):
     assert isinstance(result.exception, AstroVaDErError) and message in str(result.exception)
     assert "\n" not in str(result.exception)
     assert not (tmp_path / "r" / "report.html").exists()
+
+
+def test_run_cache_and_image_source(run_dir, blob_cache, blob_catalogue, tiny_config, tmp_path):
+    from astrovader.analysis.objects import ImageSource, open_run
+    from astrovader.data.cache import Cache, prepare
+    from astrovader.data.loader import read_rows
+
+    run = open_run(run_dir)
+    assert run.cache().folder == Cache(blob_cache).folder  # the one recorded in run.json
+    assert run.cache(blob_cache).folder == Cache(blob_cache).folder
+    bigger = tmp_path / "cache-24px"
+    prepare(blob_catalogue, bigger, tiny_config.data.model_copy(update={"image_size": 24}))
+    with pytest.raises(AstroVaDErError, match="holds 24 px gray images but the config wants 16 px"):
+        run.cache(bigger)
+    # Pixels by id: from the cache, else decoded from file_loc with the model's preprocessing.
+    index = Cache(blob_cache).index.head(5)
+    expected = read_rows(Cache(blob_cache).images, index["row"].to_numpy()) / 255.0
+    catalogue = pd.read_csv(blob_catalogue).head(5)
+    catalogue["file_loc"] = [str(blob_catalogue.parent / path) for path in catalogue["file_loc"]]
+    from_cache = ImageSource(index, Cache(blob_cache), run.config.data).pixels(np.arange(5))
+    from_files = ImageSource(catalogue, None, run.config.data).pixels(np.arange(5))
+    np.testing.assert_allclose(from_cache, expected, atol=1e-7)
+    np.testing.assert_allclose(from_files, expected, atol=1e-7)
+    assert ImageSource(catalogue.drop(columns="file_loc"), None, run.config.data).pixels(np.arange(2)) is None

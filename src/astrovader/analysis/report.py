@@ -314,7 +314,9 @@ def known_classes(context: Context) -> None:
     context.headline.update({f"{name} ({column})": value for name, value in scores.items()})
     context.tables["label_scores"] = {"column": column, **scores}
     parts.append(Page.table(pd.DataFrame([scores]), "Accuracy (Hungarian matching), NMI, ARI, purity.", index=False))
-    parts.append(Page.table(metrics.contingency(labels, components), "Objects per class (rows) and component (columns)."))
+    table = metrics.contingency(labels, components)
+    context.tables["class_component"] = {str(name): row.to_dict() for name, row in table.iterrows()}
+    parts.append(Page.table(table, "Objects per class (rows) and component (columns)."))
     parts.append(Page.table(metrics.component_purity(labels, components), "Per component: majority class and purity."))
     best = metrics.class_best_components(labels, components)
     context.tables["class_best_components"] = best.reset_index().astype({"class": str}).to_dict(orient="records")
