@@ -136,27 +136,6 @@ def render_check(page, tmp_path) -> dict:
 
 
 # -- predictions + votes, through the CLI --------------------------------------------------------
-def write_predictions(run_dir, blob_cache, path) -> pd.DataFrame:
-    """The test split in the `astrovader predict` column contract, built from model_outputs."""
-    from astrovader.data.cache import Cache
-    from astrovader.data.loader import read_rows
-    from astrovader.model.io import load_model
-    from astrovader.predict import model_outputs
-
-    model, _ = load_model(run_dir)
-    cache = Cache(blob_cache)
-    index = cache.split("test").reset_index(drop=True)
-    outputs = model_outputs(model, read_rows(cache.images, index["row"].to_numpy()))
-    frame = index[["id_str", "split", "label", "label_name"]].copy()
-    frame["component"], frame["gamma_max"] = outputs["gamma"].argmax(1), outputs["gamma"].max(1)
-    for name in ("gamma", "posterior", "mu", "logvar"):
-        for k in range(outputs[name].shape[1]):
-            frame[f"{name}_{k:02d}"] = outputs[name][:, k]
-    frame["log_likelihood"], frame["mse"], frame["error"] = outputs["log_likelihood"], outputs["mse"], ""
-    frame.to_csv(path, index=False)
-    return frame
-
-
 def write_votes(ids, path) -> pd.DataFrame:
     """Votes for all but the last three ids: every other one featured, every third featured
     one edge-on, the rest smooth."""
@@ -177,11 +156,14 @@ def write_votes(ids, path) -> pd.DataFrame:
 
 
 def test_cli_report_from_predictions_with_votes(run_dir, blob_cache, report, tmp_path):
-    predictions = write_predictions(run_dir, blob_cache, tmp_path / "predictions.csv")
+    from astrovader.predict import predict_catalogue, read_predictions
+
+    predict_catalogue(run_dir, blob_cache, tmp_path / "predictions", workers=0)  # every split, Parquet parts
+    predictions = read_predictions(tmp_path / "predictions").query("split == 'test'")
     votes = write_votes(predictions["id_str"], tmp_path / "votes.csv")
     out = tmp_path / "report"
     result = CliRunner().invoke(app, [
-        "report", str(run_dir), "--out", str(out), "--predictions", str(tmp_path / "predictions.csv"),
+        "report", str(run_dir), "--out", str(out), "--predictions", str(tmp_path / "predictions"),
         "--votes", str(tmp_path / "votes.csv"), "--labels", "label", "--subset", "0,2", "--choose-k-fits", "0",
     ])
     assert result.exit_code == 0, result.output + repr(result.exception)

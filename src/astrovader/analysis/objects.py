@@ -19,7 +19,7 @@ from astrovader.errors import InputError
 from astrovader.io import read_json
 from astrovader.model.io import load_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import model_outputs
+from astrovader.predict import model_outputs, read_predictions
 
 CHUNK = 2048  # rows read and encoded at a time: bounded memory on large caches
 
@@ -111,7 +111,7 @@ def numbered_columns(frame: pd.DataFrame, prefix: str) -> list[str]:
 def objects_from_predictions(path: str | Path, split: str | None = "test") -> Objects:
     """Objects from an `astrovader predict` table (rows of `split` when it has a split column)."""
     path = Path(path)
-    frame = read_prediction_table(path)
+    frame = read_predictions(path)
     if split not in (None, "all") and "split" in frame.columns:
         frame = frame[frame["split"] == split]
         if frame.empty:
@@ -132,18 +132,6 @@ def objects_from_predictions(path: str | Path, split: str | None = "test") -> Ob
     mse = frame["mse"].to_numpy(np.float64) if "mse" in frame else None
     return Objects(carried, frame[mu_columns].to_numpy(np.float32), frame[gamma_columns].to_numpy(np.float32),
                    mse, str(path), notes)
-
-
-def read_prediction_table(path: Path) -> pd.DataFrame:
-    try:
-        from astrovader.predict import read_predictions
-    except ImportError:  # `astrovader predict` not merged yet: same column contract, plain reader
-        from astrovader.data.catalogue import read_table
-
-        if not path.is_file():
-            raise InputError(f"{path}: predictions file not found") from None
-        return read_table(path)
-    return read_predictions(path)
 
 
 class ImageSource:
