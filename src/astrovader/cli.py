@@ -246,6 +246,30 @@ def predict(
         console.print(summary.line())
 
 
+@app.command()
+def tune(
+    data: Optional[Path] = typer.Argument(
+        None, help="prepared cache, catalogue, image folder or IDX files; none: simulated galaxies"
+    ),
+    out: Path = typer.Option(..., "--out", help="search folder: optuna.db, trial-NNNN/ runs, summary.json, best-config.yaml"),
+    trials: int = typer.Option(20, "--trials", help="finished trials the study should hold (a resumed search runs the rest)"),
+    objective: str = typer.Option("elbo", "--objective", help="elbo, reconstruction, silhouette or nmi (needs label or gz1_class)"),
+    preset: str = PresetOption,
+    config_file: Optional[Path] = ConfigOption,
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///OUT/optuna.db)"),
+    study: str = typer.Option("astrovader", "--study", help="study name within the storage"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="start no new trial after this many seconds"),
+) -> None:
+    """Search hyper-parameters with Optuna (TPE, median pruning); resumable from its storage."""
+    from astrovader.train.tune import tune as run_tune
+
+    config = load_config(preset, config_file)
+    with progress_bar("tune", total=trials) as update:
+        summary = run_tune(data, out, config, trials=trials, objective=objective, storage=storage, study_name=study,
+                           timeout=timeout, progress=update)
+    console.print(summary.line())
+
+
 @app.command("config")
 def show_config(
     preset: str = PresetOption,

@@ -29,7 +29,9 @@ class S3VDCSchedule(Callback):
 
 @torch.no_grad()
 def embed_rows(module: VaDETraining, rows: np.ndarray, seed: int) -> np.ndarray:
-    """mu_z of `rows` (this rank's share), gathered from every rank in a fixed order."""
+    """mu_z of `rows`: each rank embeds its share, and the shares are gathered back into the
+    order of `rows`, so the mixture is fitted to the same data in the same order however many
+    ranks there are."""
     batches = EpochBatches(
         module.data.images, rows, module.config.train.batch_size, seed, shuffle=False,
         augmentation="none", rank=module.global_rank, world_size=module.trainer.world_size,
@@ -45,16 +47,23 @@ def embed_rows(module: VaDETraining, rows: np.ndarray, seed: int) -> np.ndarray:
         padded = torch.cat([local, local.new_zeros(longest - len(local), local.shape[1])])
         gathered = module.all_gather(padded)  # (world, longest, J)
         sizes = module.all_gather(size).flatten().tolist()
-        local = torch.cat([gathered[rank, : sizes[rank]] for rank in range(len(sizes))])
+        ordered = local.new_empty(sum(sizes), local.shape[1])
+        for rank, count in enumerate(sizes):
+            ordered[rank :: len(sizes)] = gathered[rank, :count]  # rank r embedded rows[r::world]
+        local = ordered
     return local.cpu().numpy()
 
 
 def initialise_prior(module: VaDETraining, rows: np.ndarray) -> None:
-    """Fit a diagonal GMM to mu_z of `rows` and copy it into the prior. Every rank fits the same
-    gathered embeddings with the same seed, so every rank holds the same prior."""
+    """Fit a diagonal GMM to mu_z of `rows` and copy it into the prior. Rank 0 fits the embeddings
+    gathered from every rank and sends its mixture to the others, so every rank holds the same
+    prior bit for bit (fits on other ranks could differ in the last bits on other hardware)."""
     embeddings = embed_rows(module, rows, module.config.train.seed)
-    mixture = fit_diagonal_gmm(embeddings, module.config.model.n_components, module.config.train.seed)
-    module.model.prior.set_from_gmm(mixture.weights_, mixture.means_, mixture.covariances_)
+    fitted = None
+    if module.global_rank == 0:
+        mixture = fit_diagonal_gmm(embeddings, module.config.model.n_components, module.config.train.seed)
+        fitted = (mixture.weights_, mixture.means_, mixture.covariances_)
+    module.model.prior.set_from_gmm(*module.trainer.strategy.broadcast(fitted, src=0))
 
 
 class MiniBatchGMMInit(Callback):
@@ -66,7 +75,8 @@ class MiniBatchGMMInit(Callback):
         if gmm_init_epoch(train) != trainer.current_epoch or module.model.prior.initialised:
             return
         order = np.random.default_rng([train.seed, trainer.current_epoch]).permutation(len(module.data.train_rows))
-        chosen = module.data.train_rows[order[: train.gmm_batches * train.batch_size]]
+        # gmm_batches counts global batches: batch_size is per rank.
+        chosen = module.data.train_rows[order[: train.gmm_batches * train.batch_size * trainer.world_size]]
         initialise_prior(module, np.sort(chosen))
 
     def on_train_end(self, trainer: L.Trainer, module: VaDETraining) -> None:

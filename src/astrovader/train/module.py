@@ -42,11 +42,15 @@ class VaDETraining(L.LightningModule):
 
     # -- data -----------------------------------------------------------------------------
     def _batches(self, rows: np.ndarray, shuffle: bool) -> EpochBatches:
-        train = self.config.train
+        train, world = self.config.train, self.trainer.world_size
+        if shuffle and len(rows) % world:
+            # DDP synchronises every training step, so all ranks need the same number of batches:
+            # as DistributedSampler does, repeat the first few rows to share the split evenly.
+            rows = np.resize(rows, -(-len(rows) // world) * world)
         return EpochBatches(
             self.data.images, rows, train.batch_size, train.seed, shuffle=shuffle,
             augmentation=self.config.data.augment if shuffle else "none",
-            rank=self.global_rank, world_size=self.trainer.world_size,
+            rank=self.global_rank, world_size=world,
         )
 
     def train_dataloader(self) -> DataLoader:

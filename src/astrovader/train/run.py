@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import Callback
 
 from astrovader.config import Config
 from astrovader.data.cache import Cache, assign_splits, prepare
@@ -32,12 +35,13 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
 def train_run(out: str | Path, config: Config | None = None, data: str | Path | np.ndarray | None = None,
-              resume: bool = False, progress: bool = True) -> Path:
+              resume: bool = False, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Path:
     """Train (or resume) a model in run folder `out` and return the folder.
 
     `data`: a prepared cache, a catalogue / image folder / IDX files (prepared into out/cache),
     an array (N, C, H, W) of model-ready pixels, or None for the default simulated galaxies.
     A resumed run takes its config and data from the folder (an array must be given again).
+    `callbacks` run after the built-in ones (e.g. a hyper-parameter search's pruning).
     """
     out = Path(out)
     if resume:
@@ -51,7 +55,7 @@ def train_run(out: str | Path, config: Config | None = None, data: str | Path | 
 
     L.seed_everything(config.train.seed, workers=False, verbose=False)
     module = VaDETraining(config, training_data)
-    trainer = _trainer(config, out, progress)
+    trainer = _trainer(config, out, progress, callbacks)
     precision = choose_precision(config.train.precision, trainer.strategy.root_device.type)
     module.model.set_precision(precision)
     if trainer.global_rank == 0:
@@ -63,8 +67,19 @@ def train_run(out: str | Path, config: Config | None = None, data: str | Path | 
         from astrovader.model.io import save_model
 
         save_model(out, module.model, config, label_names=label_names, extra={"epochs": trainer.current_epoch})
-        write_json_atomic(out / "run.json", {"data": source, "status": "complete", "runtime": runtime_info(precision)})
+        write_json_atomic(out / "run.json", {
+            "data": source, "status": "complete", "runtime": runtime_info(precision),
+            "distributed": _distributed(trainer),
+        })
     return out
+
+
+def _distributed(trainer: L.Trainer) -> dict[str, object]:
+    """How many processes trained, and over which torch.distributed backend (gloo, nccl)."""
+    return {
+        "world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
+        "backend": getattr(trainer.strategy, "process_group_backend", None),
+    }
 
 
 def _resumed_settings(out: Path, data) -> tuple[Config, object]:
@@ -134,7 +149,7 @@ def _simulated_cache(config: Config, out: Path, progress: bool) -> Path:
     from astrovader.data.simulate import simulate
 
     folder, cache_dir = out / "simulated", out / "cache"
-    if not (folder / "catalog.csv").exists():
+    if rank_zero_only.rank == 0 and not (folder / "catalog.csv").exists():
         size = int(round(config.data.image_size / config.data.crop_fraction))
         simulate(n=DEFAULT_SIMULATED, size=size, out=folder, seed=config.train.seed, workers=config.data.workers)
     _prepare_with_progress(folder / "catalog.csv", cache_dir, config, progress)
@@ -145,6 +160,15 @@ DEFAULT_SIMULATED = 6000
 
 
 def _prepare_with_progress(source, cache_dir: Path, config: Config, progress: bool) -> None:
+    if rank_zero_only.rank > 0:
+        # torchrun / srun start every rank at once: only rank 0 may write the cache. (Lightning's
+        # own launcher starts the other ranks after rank 0 has prepared it.)
+        if not (Cache.is_cache(cache_dir) and read_json(cache_dir / "cache.json").get("complete")):
+            raise InputError(
+                f"{cache_dir}: rank {rank_zero_only.rank} found no prepared cache; for torchrun or srun "
+                f"launches, run `astrovader prepare` first and train on the cache"
+            )
+        return
     if progress:
         from astrovader.console import progress_bar
 
@@ -154,12 +178,13 @@ def _prepare_with_progress(source, cache_dir: Path, config: Config, progress: bo
         prepare(source, cache_dir, config.data)
 
 
-def _trainer(config: Config, out: Path, progress: bool) -> L.Trainer:
+def _trainer(config: Config, out: Path, progress: bool, extra_callbacks: Sequence[Callback] = ()) -> L.Trainer:
     from lightning.pytorch.callbacks import RichProgressBar
 
     train = config.train
     callbacks = [
-        S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(out / "metrics.csv"), SaveLastCheckpoint(out / LAST_CHECKPOINT)
+        S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(out / "metrics.csv"),
+        SaveLastCheckpoint(out / LAST_CHECKPOINT), *extra_callbacks,
     ]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
@@ -176,7 +201,9 @@ def _trainer(config: Config, out: Path, progress: bool) -> L.Trainer:
 def _strategy(train) -> str:
     devices = train.devices
     many = train.num_nodes > 1 or (isinstance(devices, int) and devices > 1)
-    return "ddp" if many else "auto"
+    # The prior takes no part in the loss before the GMM initialisation (nor ever in the
+    # two-stage baseline): DDP must be told that some parameters go unused.
+    return "ddp_find_unused_parameters_true" if many else "auto"
 
 
 def _quiet_lightning() -> None:
