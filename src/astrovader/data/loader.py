@@ -16,7 +16,10 @@ AUGMENTATIONS = ("flips", "flips+rot90", "none")
 
 def to_float(pixels: np.ndarray) -> torch.Tensor:
     """Cache pixels (uint8) -> float32 tensor in [0, 1]; float arrays are taken as they are."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels))
+    pixels = np.ascontiguousarray(pixels)
+    if not pixels.flags.writeable:  # e.g. IDX arrays read from a buffer: torch wants its own copy
+        pixels = pixels.copy()
+    tensor = torch.from_numpy(pixels)
     return tensor.float().div_(255.0) if tensor.dtype == torch.uint8 else tensor.float()
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from astrovader.config import Config
 
 OUTPUT_BIAS = 0.1
+LOGVAR_START = -6.0
 
 
 class ConvEncoder(nn.Module):
@@ -31,8 +32,7 @@ class ConvEncoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.flat_shape = (channels, size >> len(filters), size >> len(filters))
         flat = channels * self.flat_shape[1] * self.flat_shape[2]
-        self.mu = nn.Linear(flat, latent_dim)
-        self.logvar = nn.Linear(flat, latent_dim)
+        self.mu, self.logvar = latent_heads(flat, latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x).flatten(1)
@@ -71,8 +71,7 @@ class MLPEncoder(nn.Module):
     def __init__(self, input_dim: int, hidden, latent_dim: int):
         super().__init__()
         self.body = _mlp([input_dim, *hidden])
-        self.mu = nn.Linear(hidden[-1], latent_dim)
-        self.logvar = nn.Linear(hidden[-1], latent_dim)
+        self.mu, self.logvar = latent_heads(hidden[-1], latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x.flatten(1))
@@ -92,6 +91,16 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.output(self.body(z)).view(-1, *self.image_shape)
+
+
+def latent_heads(fan_in: int, latent_dim: int) -> tuple[nn.Linear, nn.Linear]:
+    """The linear mu_z and log sigma^2_z heads. log sigma^2 starts at LOGVAR_START: with unit
+    noise at the start, z is all noise (freshly initialised mu is ~0.1), the decoder learns to
+    ignore it, and the weakly weighted alpha phase never recovers; the latents then stay unused
+    and the GMM initialisation fits nothing."""
+    mu, logvar = nn.Linear(fan_in, latent_dim), nn.Linear(fan_in, latent_dim)
+    nn.init.constant_(logvar.bias, LOGVAR_START)
+    return mu, logvar
 
 
 def _conv_pair(channels: int, width: int, kernel: int, slope: float) -> list[nn.Module]:
