@@ -270,6 +270,26 @@ def tune(
     console.print(summary.line())
 
 
+@app.command()
+def run(
+    data: Optional[Path] = typer.Argument(
+        None, help="prepared cache, catalogue, image folder or IDX files; none: simulated galaxies with known truth"
+    ),
+    out: Path = typer.Option(Path("runs/astrovader"), "--out", help="run folder (re-run the command to resume it)"),
+    preset: str = PresetOption,
+    config_file: Optional[Path] = ConfigOption,
+    seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same model"),
+    votes: Optional[Path] = typer.Option(None, "--votes", help="Galaxy Zoo 2 vote table for the report (CSV/Parquet/FITS)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="column of known classes to score the clusters against"),
+) -> None:
+    """The main job: prepare (or simulate) -> train -> predict -> report, resumable in one run folder."""
+    from astrovader.pipeline import run_pipeline
+
+    config = load_config(preset, config_file, **{"train.seed": seed})
+    summary = run_pipeline(out, config, data, votes=votes, labels=labels, progress=progress_bar)
+    console.print(summary.line())
+
+
 @app.command("config")
 def show_config(
     preset: str = PresetOption,
