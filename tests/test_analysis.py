@@ -88,6 +88,10 @@ def test_gallery_members_random_and_most_probable():
     assert all(np.array_equal(again["random"][c], chosen["random"][c]) for c in range(3))
     only = clusters.gallery_members(gamma, labels, 2, seed=1, components=[1])
     assert list(only["random"]) == [1] and only["most probable"][1].tolist() == [4, 5]
+    by_top = clusters.most_probable_members(gamma, per_component=2)  # labels default to the top component
+    assert {c: rows.tolist() for c, rows in by_top.items()} == {0: [1, 3], 1: [4, 5], 2: [6]}
+    gamma[:, 2] = 0.0
+    assert clusters.most_probable_members(gamma)[2].tolist() == []  # nobody's top: empty
 
 
 def test_latent_map_is_a_seeded_subsample():
@@ -289,6 +293,11 @@ def test_image_grid_rows_and_residual_scale():
     assert np.ma.getmaskarray(strips[2])[:, 8:].all() and not np.ma.getmaskarray(strips[2])[:, :8].any()
     low, high = figure.axes[1].images[0].get_clim()
     assert low == -high and high == pytest.approx(np.abs(images - 0.5).max())
+    blank = images.copy()
+    blank[1] = np.nan
+    titled = figures.image_grid([figures.ImageRow("", blank)], title="a title")
+    assert titled.get_suptitle() == "a title"
+    assert np.ma.getmaskarray(titled.axes[0].images[0].get_array())[:, 10:18].all()  # an all-NaN image is blank
 
 
 def test_colour_images_and_colour_residuals():

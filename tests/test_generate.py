@@ -16,13 +16,15 @@ from astropy.io import fits
 from typer.testing import CliRunner
 
 from astrovader import generate
+from astrovader.analysis import clusters
 from astrovader.cli import app
 from astrovader.data.cache import Cache
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.estimator import AstroVaDEr
 from astrovader.generate import (
-    decode, deblend, image_grid, interpolate, iter_samples, load_galaxies, most_probable_members, sample_images,
-    sample_latents, shortest_tour, tile, tour, tour_length, traversal, write_samples,
+    Traversal, decode, deblend, interpolate, iter_samples, load_galaxies, most_probable_members, sample_images,
+    sample_latents, samples_figure, shortest_tour, strip_figure, tour, tour_length, traversal, traversal_figure,
+    write_samples,
 )
 from astrovader.io import read_json, write_json_atomic
 from astrovader.model.io import load_model, save_model
@@ -243,17 +245,25 @@ def test_interpolation_is_linear_between_the_two_latents(model, galaxies):
         interpolate(model, mu[0], mu[1], steps=1)
 
 
-def test_image_grid_is_one_mosaic_with_labelled_rows_and_columns():
-    images = np.random.default_rng(0).uniform(size=(2, 3, 1, 16, 16)).astype(np.float32)
-    figure = image_grid(images, row_labels=["a", "b"], column_labels=["x", "y", "z"], title="t")
-    axes = figure.axes[0]
-    shown = axes.images[0].get_array()
-    assert shown.shape == (2 * 16 + 1, 3 * 16 + 2)  # 1-pixel gaps
-    assert np.allclose(shown[17:33, 34:50], images[1, 2, 0])
-    assert [label.get_text() for label in axes.get_yticklabels()] == ["a", "b"]
-    assert [label.get_text() for label in axes.get_xticklabels()] == ["x", "y", "z"]
-    grid = tile(np.ones((5, 1, 4, 4), np.float32))
-    assert grid.shape == (2, 3, 1, 4, 4) and np.isnan(grid[1, 2]).all() and (grid[1, 1] == 1).all()
+def test_figures_are_image_grids_with_labelled_rows_columns_title_and_blank_cells():
+    images = np.random.default_rng(0).uniform(size=(5, 1, 16, 16)).astype(np.float32)
+    figure = samples_figure(images, title="t")
+    strips = [axis.images[0].get_array() for axis in figure.axes]
+    assert len(strips) == 2 and strips[0].shape == (16, 3 * 16 + 2 * 2)  # 3 x 2 grid, 2-pixel gaps
+    np.testing.assert_array_equal(strips[1][:, 18:34], images[4, 0])
+    assert np.ma.getmaskarray(strips[1])[:, 34:].all()  # the sixth cell is blank
+    assert figure.get_suptitle() == "t"
+    rows = Traversal(values=np.zeros((2, 3)), z=np.zeros((2, 3, 2)), images=images[:3][None].repeat(2, 0))
+    assert [axis.get_ylabel() for axis in traversal_figure(rows).axes] == ["z_00", "z_01"]
+    strip = strip_figure(images[:4], "a", "b", title="pair")
+    assert [label.get_text() for label in strip.axes[0].get_xticklabels()] == ["a", "", "", "b"]
+    assert strip.get_suptitle() == "pair"
+
+
+def test_most_probable_member_is_the_first_of_the_analysis_ranking(galaxies):
+    gamma = galaxies[2]["gamma"]
+    ranked = clusters.most_probable_members(gamma, per_component=3)
+    assert most_probable_members(gamma) == {c: int(rows[0]) for c, rows in ranked.items() if len(rows)}
 
 
 # -- CLI and estimator ---------------------------------------------------------------------------
@@ -326,8 +336,9 @@ def test_report_hook_yields_figures_9_to_11(model, galaxies):
     outputs = galaxies[2]
     figures = list(generate.report_figures(model, outputs["mu"], outputs["gamma"], seed=0))
     assert [name for name, _, _ in figures] == ["synthetic", "tour", "traversal"]
-    synthetic = figures[0][1].axes[0].images[0].get_array()
-    assert synthetic.shape == (3 * 16 + 2, 8 * 16 + 7)  # one row of 8 per component
+    synthetic = figures[0][1].axes
+    assert [axis.get_ylabel() for axis in synthetic] == ["c = 0", "c = 1", "c = 2"]  # one row of 8 per component
+    assert all(axis.images[0].get_array().shape == (16, 8 * 16 + 7 * 2) for axis in synthetic)
     assert all(isinstance(caption, str) and caption for _, _, caption in figures)
 
 

@@ -25,6 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from scipy.spatial.distance import cdist
 
+from astrovader.analysis.figures import ImageRow, image_grid, save_figure
 from astrovader.data.loader import seed_for, to_float
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.io import atomic_path, read_json, write_json_atomic, write_with
@@ -224,13 +225,9 @@ def interpolate(model: VaDE, z_a: np.ndarray, z_b: np.ndarray, steps: int = 8) -
 def most_probable_members(gamma: np.ndarray) -> dict[int, int]:
     """{component: position of its most probable member}: among the objects whose top component
     is c, the one with the highest gamma_c. Components that are nobody's top are left out."""
-    labels = gamma.argmax(axis=1)
-    members = {}
-    for component in range(gamma.shape[1]):
-        rows = np.flatnonzero(labels == component)
-        if len(rows):
-            members[component] = int(rows[gamma[rows, component].argmax()])
-    return members
+    from astrovader.analysis.clusters import most_probable_members as ranked  # here: it imports scikit-learn
+
+    return {component: int(rows[0]) for component, rows in ranked(gamma).items() if len(rows)}
 
 
 def tour_length(points: np.ndarray, order: Sequence[int], closed: bool = True) -> float:
@@ -380,50 +377,12 @@ def image_mse(pixels, target_index: int, candidates: np.ndarray, block: int = 10
     return np.concatenate(errors)
 
 
-# -- figures --------------------------------------------------------------------------------------
-def image_grid(images: np.ndarray, row_labels: Sequence[str] | None = None,
-               column_labels: Sequence[str] | None = None, title: str | None = None, panel: float = 0.9) -> Figure:
-    """One figure of images (rows, columns, C, H, W) in [0, 1] on a linear scale, as the paper
-    shows them; panels that are all NaN stay blank."""
-    rows, columns, bands, height, width = images.shape
-    gap = max(1, height // 16)
-    mosaic = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap, bands), np.float32)
-    for row in range(rows):
-        for column in range(columns):
-            top, left = row * (height + gap), column * (width + gap)
-            mosaic[top : top + height, left : left + width] = np.nan_to_num(images[row, column].transpose(1, 2, 0), nan=1.0)
-    labelled = row_labels is not None or column_labels is not None or bool(title)
-    width = columns * panel + 0.6 * (row_labels is not None)
-    figure = Figure(figsize=(max(width, 4.0) if title else width, rows * panel + 0.4 * labelled),
-                    layout="constrained" if labelled else None)
-    axes = figure.add_subplot() if labelled else figure.add_axes((0.0, 0.0, 1.0, 1.0))
-    if bands == 1:
-        axes.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    else:
-        axes.imshow(mosaic.clip(0, 1), interpolation="nearest")
-    axes.set_xticks(np.arange(columns) * (width + gap) + width / 2, column_labels or [], fontsize=7)
-    axes.set_yticks(np.arange(rows) * (height + gap) + height / 2, row_labels or [], fontsize=7)
-    axes.tick_params(length=0, labeltop=True, labelbottom=False)
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-    if title:
-        axes.set_title(title, fontsize=9)
-    return figure
-
-
-def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """(N, C, H, W) -> (rows, columns, C, H, W), square-ish, the missing panels NaN."""
-    count = len(images)
-    columns = columns or max(1, int(np.ceil(np.sqrt(count))))
-    rows = max(1, -(-count // columns))
-    grid = np.full((rows * columns, *images.shape[1:]), np.nan, np.float32)
-    grid[:count] = images
-    return grid.reshape(rows, columns, *images.shape[1:])
-
-
+# -- figures (analysis.figures.image_grid: one row of images per axes) -----------------------------
 def samples_figure(images: np.ndarray, title: str | None = None, columns: int | None = None) -> Figure:
-    """Fig. 9 panel: synthetic images (N, C, H, W) of one component in a square grid."""
-    return image_grid(tile(images, columns), title=title)
+    """Fig. 9 panel: synthetic images (N, C, H, W) of one component in a square-ish grid."""
+    columns = columns or max(1, int(np.ceil(np.sqrt(len(images)))))
+    rows = [ImageRow("", images[start : start + columns]) for start in range(0, len(images), columns)]
+    return image_grid(rows, title=title)
 
 
 def tour_figure(result: Tour) -> Figure:
@@ -431,28 +390,28 @@ def tour_figure(result: Tour) -> Figure:
     nxt = np.roll(result.components, -1)
     labels = [f"{a}→{b}" for a, b in zip(result.components, nxt)][: result.images.shape[0]]
     title = f"tour through {len(result.components)} components, latent length {result.length:.2f}"
-    return image_grid(result.images.swapaxes(0, 1), column_labels=labels, title=title)
+    return image_grid([ImageRow("", step) for step in result.images.swapaxes(0, 1)], labels, title)
 
 
 def traversal_figure(result: Traversal) -> Figure:
     """Fig. 11: one row per latent variable, from its minimum (left) to its maximum (right)."""
     width = max(2, len(str(len(result.values) - 1)))
-    labels = [f"z_{j:0{width}d}" for j in range(len(result.values))]
-    return image_grid(result.images, row_labels=labels, title="latent traversal: minimum → maximum, others at their mean")
+    rows = [ImageRow(f"z_{j:0{width}d}", images) for j, images in enumerate(result.images)]
+    return image_grid(rows, title="latent traversal: minimum → maximum, others at their mean")
 
 
 def strip_figure(images: np.ndarray, left: str, right: str, title: str | None = None) -> Figure:
     """Figs. 12 and pairs: one row of images (steps, C, H, W), the ends labelled."""
     labels = [left, *[""] * (len(images) - 2), right]
-    return image_grid(images[None], column_labels=labels, title=title)
+    return image_grid([ImageRow("", images)], labels, title)
 
 
 def synthetic_figure(model: VaDE, per_component: int = 8, seed: int = 0, variance_scale: float = 1.0) -> Figure:
     """Fig. 9: one row of synthetic images per component (each row seeded by (seed, component))."""
     components = range(model.prior.n_components)
-    rows = [sample_images(model, per_component, c, seed_for(seed, c), variance_scale)[0] for c in components]
-    return image_grid(np.stack(rows), row_labels=[f"c = {c}" for c in components],
-                      title="synthetic galaxies: z ~ N(mu_c, sigma_c^2), decoded")
+    rows = [ImageRow(f"c = {c}", sample_images(model, per_component, c, seed_for(seed, c), variance_scale)[0])
+            for c in components]
+    return image_grid(rows, title="synthetic galaxies: z ~ N(mu_c, sigma_c^2), decoded")
 
 
 def report_figures(model: VaDE, mu: np.ndarray, gamma: np.ndarray, seed: int = 0) -> Iterator[tuple[str, Figure, str]]:
@@ -469,10 +428,6 @@ def report_figures(model: VaDE, mu: np.ndarray, gamma: np.ndarray, seed: int = 0
     yield "traversal", traversal_figure(traversal(model, mu)), (
         "Latent traversal (Fig. 11): each row varies one latent variable from its minimum to its maximum over the "
         "data, the others held at their mean.")
-
-
-def save_figure(figure: Figure, path: Path, dpi: int = 150) -> Path:
-    return write_with(Path(path), lambda temporary: figure.savefig(temporary, format="png", dpi=dpi))
 
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> Path:

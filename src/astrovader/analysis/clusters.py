@@ -74,19 +74,28 @@ def assignments(gamma: np.ndarray, subset: list[int] | None = None) -> np.ndarra
     return np.asarray(subset)[gamma[:, subset].argmax(axis=1)]
 
 
+def most_probable_members(gamma: np.ndarray, labels: np.ndarray | None = None, per_component: int = 1,
+                          components: list[int] | None = None) -> dict[int, np.ndarray]:
+    """Per component c, the positions of up to `per_component` objects labelled c (by default:
+    whose most probable component is c) in decreasing gamma_c, ties in position order; empty
+    for a component nobody is labelled with."""
+    labels = gamma.argmax(axis=1) if labels is None else labels
+    chosen = {}
+    for component in components if components is not None else range(gamma.shape[1]):
+        members = np.flatnonzero(labels == component)
+        chosen[component] = members[np.argsort(-gamma[members, component], kind="stable")][:per_component]
+    return chosen
+
+
 def gallery_members(gamma: np.ndarray, labels: np.ndarray, per_component: int, seed: int,
                     components: list[int] | None = None) -> dict[str, dict[int, np.ndarray]]:
     """Positions of up to `per_component` objects per component: 'random' members (seeded) and
     the 'most probable' members (highest gamma_c among those labelled c)."""
     rng = np.random.default_rng(seed)
-    chosen: dict[str, dict[int, np.ndarray]] = {"random": {}, "most probable": {}}
-    for component in components if components is not None else range(gamma.shape[1]):
-        members = np.flatnonzero(labels == component)
-        take = min(per_component, len(members))
-        chosen["random"][component] = np.sort(rng.choice(members, take, replace=False))
-        ranked = members[np.argsort(-gamma[members, component], kind="stable")]
-        chosen["most probable"][component] = ranked[:take]
-    return chosen
+    best = most_probable_members(gamma, labels, per_component, components)
+    random = {component: np.sort(rng.choice(np.flatnonzero(labels == component), len(top), replace=False))
+              for component, top in best.items()}
+    return {"random": random, "most probable": best}
 
 
 def latent_map(mu: np.ndarray, seed: int = 0, max_points: int = 3000) -> tuple[np.ndarray, np.ndarray, str]:

@@ -81,11 +81,16 @@ class ImageRow:
     residual: bool = False
 
 
-def image_grid(rows: list[ImageRow], titles: list[str] | None = None, cell: float = 1.1) -> Figure:
+def image_grid(rows: list[ImageRow], column_labels: list[str] | None = None, title: str | None = None,
+               cell: float = 1.1) -> Figure:
     """Rows of images on a common linear scale: [0, 1] for images, symmetric for residuals.
+    Rows may be shorter than the longest and images may be all NaN: both leave blank cells.
+    Column labels go above the first row, the title above everything.
     Each row is one strip in one axes (an axes per image makes large galleries slow to draw)."""
     columns = max([len(row.images) for row in rows] + [1])
-    figure = new_figure(cell * columns + 1.2, cell * len(rows) + 0.3)
+    width = cell * columns + (1.2 if any(row.name for row in rows) else 0.2)
+    height = cell * len(rows) + 0.3 + 0.3 * bool(title)
+    figure = new_figure(max(width, 4.0) if title else width, height)  # room for the title
     axes = figure.subplots(len(rows), 1, squeeze=False)[:, 0]
     limit = max([float(np.abs(row.images).max()) for row in rows if row.residual and row.images.size] + [1e-6])
     for r, (axis, row) in enumerate(zip(axes, rows)):
@@ -96,12 +101,14 @@ def image_grid(rows: list[ImageRow], titles: list[str] | None = None, cell: floa
             axis.imshow(strip, cmap="gray", vmin=0, vmax=1)
         axis.set_yticks([])
         axis.set_ylabel(row.name, rotation=0, ha="right", va="center", fontsize=8)
-        axis.set_xticks(centres if r == 0 and titles else [], titles[: len(centres)] if r == 0 and titles else [],
-                        fontsize=7)
+        labelled = r == 0 and column_labels
+        axis.set_xticks(centres if labelled else [], column_labels[: len(centres)] if labelled else [], fontsize=7)
         axis.xaxis.tick_top()
         axis.tick_params(length=0)
         for spine in axis.spines.values():
             spine.set_visible(False)
+    if title:
+        figure.suptitle(title, fontsize=9)
     return figure
 
 
