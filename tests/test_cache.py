@@ -102,6 +102,49 @@ def test_rerun_is_a_no_op_and_other_settings_are_refused(messy_catalogue, tmp_pa
         prepare(catalogue, tmp_path / "cache", CONFIG.model_copy(update={"image_size": 32}))
 
 
+def labelled_catalogue(folder, labels: bool = True):
+    folder.mkdir()
+    for i in range(3):
+        np.save(folder / f"g{i}.npy", _galaxy(seed=i).astype(np.float32))
+    table = pd.DataFrame({"id_str": ["a", "b", "c"], "file_loc": [f"g{i}.npy" for i in range(3)]})
+    if labels:
+        table["label"], table["label_name"] = [2, 0, 2], ["spiral", "elliptical", "spiral"]
+    table.to_csv(folder / "catalog.csv", index=False)
+    return folder / "catalog.csv"
+
+
+def test_cache_checks_the_model_settings_and_names_its_classes(tmp_path):
+    prepare(labelled_catalogue(tmp_path / "data"), tmp_path / "cache", CONFIG)
+    cache = Cache(tmp_path / "cache")
+    cache.check_matches(CONFIG.model_copy(update={"crop_fraction": 0.5, "workers": 2}))  # same pixels' shape
+    for change in ({"image_size": 32}, {"color": "rgb"}):
+        with pytest.raises(InputError, match="cache: holds 16 px gray images but the config wants"):
+            cache.check_matches(CONFIG.model_copy(update=change))
+    assert cache.label_names == ["elliptical", "spiral"]
+    prepare(labelled_catalogue(tmp_path / "plain", labels=False), tmp_path / "plain-cache", CONFIG)
+    assert Cache(tmp_path / "plain-cache").label_names is None
+
+
+def test_checking_a_cache_for_the_report_or_generate_does_not_import_lightning(tmp_path):
+    prepare(labelled_catalogue(tmp_path / "data"), tmp_path / "cache", CONFIG)
+    code = f"""
+import sys
+from pathlib import Path
+from astrovader.analysis.objects import Run
+from astrovader.config import Config
+from astrovader.generate import load_galaxies
+from astrovader.model.vade import VaDE
+model = VaDE(Config.from_preset("tiny"))
+cache = Path({str(tmp_path / "cache")!r})
+Run(cache, model, {{}}, {{}}).cache(cache)
+load_galaxies(cache, cache, "all", model)
+print(sorted(name for name in sys.modules if name.startswith("lightning")))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_splits_follow_the_paper_and_are_stable_and_disjoint():
     config = DataConfig()
     assert split_sizes(205_700, config) == (164_500, 5_000, 36_200)  # 80 % in whole hundreds, 5,000 validation

@@ -551,7 +551,6 @@ def load_galaxies(run_dir: Path, data: Path | None, split: str, model: VaDE) -> 
     the run was trained on."""
     from astrovader.data.cache import Cache
     from astrovader.data.loader import read_rows
-    from astrovader.train.run import check_cache_matches
 
     if data is None:
         recorded = read_json(run_dir / "run.json")["data"] if (run_dir / "run.json").exists() else {}
@@ -561,7 +560,7 @@ def load_galaxies(run_dir: Path, data: Path | None, split: str, model: VaDE) -> 
     if not Cache.is_cache(data):
         raise InputError(f"--data {data}: not a prepared cache; run `astrovader prepare` with the model's settings")
     cache = Cache(data)
-    check_cache_matches(cache, model.config)
+    cache.check_matches(model.config.data)
     rows = cache.split(split)
     if rows.empty:
         raise InputError(f"--split {split}: {data} holds no galaxies in this split")

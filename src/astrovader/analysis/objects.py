@@ -37,8 +37,6 @@ class Run:
 
     def cache(self, data: str | Path | None = None) -> Cache | None:
         """The cache `data`, else the one the run was trained on (None if there is none)."""
-        from astrovader.train.run import check_cache_matches
-
         if data is None:
             recorded = self.info.get("data", {}).get("cache")
             if recorded is None or not Cache.is_cache(recorded):
@@ -47,7 +45,7 @@ class Run:
         elif not Cache.is_cache(data):
             raise InputError(f"{data}: not a prepared cache (no cache.json); run `astrovader prepare` first")
         cache = Cache(data)
-        check_cache_matches(cache, self.config)
+        cache.check_matches(self.config.data)
         return cache
 
 

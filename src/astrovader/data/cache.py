@@ -269,3 +269,21 @@ class Cache:
         if name not in ("train", "validation", "test"):
             raise InputError(f"unknown split {name!r} (train, validation, test or all)")
         return self.index[self.index["split"] == name]
+
+    def check_matches(self, wanted: DataConfig) -> None:
+        """Refuse a cache whose pixels are not what a model with data settings `wanted` takes."""
+        held = self.data_config
+        if (held.image_size, held.color) != (wanted.image_size, wanted.color):
+            raise InputError(
+                f"{self.folder}: holds {held.image_size} px {held.color} images but the config wants "
+                f"{wanted.image_size} px {wanted.color}; prepare again with the same settings"
+            )
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """Class names in the order of the `label` column's values, when the catalogue had both."""
+        index = self.index
+        if "label_name" not in index or "label" not in index:
+            return None
+        pairs = index[["label", "label_name"]].drop_duplicates().sort_values("label")
+        return [str(name) for name in pairs["label_name"]]

@@ -111,25 +111,9 @@ def resolve_data(data, config: Config, out: Path, progress: bool) -> tuple[Train
         _prepare_with_progress(data, cache_dir, config, progress)
         source = {"kind": "catalogue", "path": str(Path(data).resolve()), "cache": str(cache_dir.resolve())}
     cache = Cache(cache_dir)
-    check_cache_matches(cache, config)
+    cache.check_matches(config.data)
     rows = {split: cache.split(split)["row"].to_numpy() for split in ("train", "validation")}
-    return TrainingData(cache.images, rows["train"], rows["validation"]), source, label_names_of(cache.index)
-
-
-def check_cache_matches(cache: Cache, config: Config) -> None:
-    held, wanted = cache.data_config, config.data
-    if (held.image_size, held.color) != (wanted.image_size, wanted.color):
-        raise InputError(
-            f"{cache.folder}: holds {held.image_size} px {held.color} images but the config wants "
-            f"{wanted.image_size} px {wanted.color}; prepare again with the same settings"
-        )
-
-
-def label_names_of(index) -> list[str] | None:
-    if "label_name" not in index or "label" not in index:
-        return None
-    pairs = index[["label", "label_name"]].drop_duplicates().sort_values("label")
-    return [str(name) for name in pairs["label_name"]]
+    return TrainingData(cache.images, rows["train"], rows["validation"]), source, cache.label_names
 
 
 def _array_data(array: np.ndarray, config: Config) -> TrainingData:
