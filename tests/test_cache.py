@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 
 from astrovader.cli import app
 from astrovader.config import DataConfig
-from astrovader.data.cache import Cache, assign_splits, prepare, split_sizes
+from astrovader.data.cache import (
+    Cache, assign_splits, input_fingerprint, prepare, split_duplicates, split_sizes,
+)
 from astrovader.data.catalogue import read_catalogue
 from astrovader.errors import InputError
 
@@ -143,6 +145,20 @@ print(sorted(name for name in sys.modules if name.startswith("lightning")))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_duplicates_and_fingerprint_of_the_inputs():
+    table = pd.DataFrame({"id_str": ["a", "b", "a", "", "c"], "file_loc": ["1", "2", "3", "4", "5"], "v": range(5)})
+    unique, rejects = split_duplicates(table)
+    assert unique["id_str"].tolist() == ["a", "b", "c"] and unique["v"].tolist() == [0, 1, 4]
+    assert rejects.to_dict("list") == {
+        "id_str": ["a", ""], "file_loc": ["3", "4"], "reason": ["duplicate id (first occurrence kept)", "empty id"],
+    }
+    fingerprint = input_fingerprint(table, CONFIG)
+    assert fingerprint == input_fingerprint(table.assign(v=0), CONFIG.model_copy(update={"workers": 3}))
+    assert fingerprint != input_fingerprint(table.iloc[::-1], CONFIG)
+    assert fingerprint != input_fingerprint(table, CONFIG.model_copy(update={"image_size": 32}))
+    assert fingerprint != input_fingerprint(table, CONFIG.model_copy(update={"split_seed": 1}))
 
 
 def test_splits_follow_the_paper_and_are_stable_and_disjoint():

@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from astrovader.config import Config, DataConfig
-from astrovader.data.cache import Cache, _fingerprint, _split_duplicates, decode_files
+from astrovader.data.cache import Cache, decode_files, input_fingerprint, split_duplicates
 from astrovader.data.catalogue import has_suffix, read_catalogue
 from astrovader.data.loader import read_rows, to_float
 from astrovader.errors import AstroVaDErError, InputError
@@ -238,13 +238,13 @@ def read_inputs(data: str | Path, config: Config) -> Inputs:
         return _cache_inputs(Cache(data), config.data)
     settings = config.data.model_copy(update={"where": None})
     catalogue = read_catalogue(data, settings)
-    unique, repeated = _split_duplicates(catalogue)
+    unique, repeated = split_duplicates(catalogue)
     table = _stack(unique, repeated.drop(columns="reason"))
     table.insert(1, "split", "")
     errors = np.concatenate([np.full(len(unique), "", dtype=object), repeated["reason"].to_numpy(object)])
     description = {"kind": "catalogue", "path": str(data.resolve())}
     locations = table["file_loc"].to_numpy(object)
-    return Inputs(_arrow(table), locations, errors, None, _fingerprint(catalogue, settings), description)
+    return Inputs(_arrow(table), locations, errors, None, input_fingerprint(catalogue, settings), description)
 
 
 def _cache_inputs(cache: Cache, settings: DataConfig) -> Inputs:

@@ -74,8 +74,8 @@ def prepare(
     config = config or DataConfig()
     out = Path(out)
     catalogue = read_catalogue(source, config)
-    fingerprint = _fingerprint(catalogue, config)
-    unique, duplicates = _split_duplicates(catalogue)
+    fingerprint = input_fingerprint(catalogue, config)
+    unique, duplicates = split_duplicates(catalogue)
     shape = (len(unique), config.bands, config.image_size, config.image_size)
 
     meta_path = out / "cache.json"
@@ -174,7 +174,9 @@ def decode_files(files: list[str], config: DataConfig) -> tuple[np.ndarray, list
     return pixels, reasons
 
 
-def _split_duplicates(catalogue: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_duplicates(catalogue: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to decode, rejected rows): an id's first occurrence is kept; repeated and empty ids
+    are rejected with id_str, file_loc and a reason."""
     repeated = catalogue["id_str"].duplicated(keep="first")
     blank = catalogue["id_str"].eq("")
     bad = repeated | blank
@@ -225,7 +227,9 @@ def assign_splits(n: int, config: DataConfig) -> np.ndarray:
     return labels
 
 
-def _fingerprint(catalogue: pd.DataFrame, config: DataConfig) -> str:
+def input_fingerprint(catalogue: pd.DataFrame, config: DataConfig) -> str:
+    """What the cached pixels and splits depend on: the inputs (ids and files, in order) and the
+    pixel and split settings, hashed. Settings such as `workers` leave it unchanged."""
     digest = hashlib.sha256()
     settings = {key: getattr(config, key) for key in _PIXEL_SETTINGS + _SPLIT_SETTINGS}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
