@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from astrovader.data.loader import EpochBatches, augment, read_rows
+from astrovader.data.loader import EpochBatches, augment, read_rows, to_float
 
 
 def _images(n=50, size=8):
@@ -54,3 +54,16 @@ def test_read_rows_keeps_the_requested_order():
     images = _images()
     rows = np.array([7, 2, 40, 2])
     np.testing.assert_array_equal(read_rows(images, rows), images[rows])
+
+
+def test_to_float_scales_uint8_arrays_and_tensors_alike():
+    images = _images()
+    expected = torch.from_numpy(images.astype(np.float32) / 255)
+    for given in (images, torch.from_numpy(images)):
+        converted = to_float(given)
+        assert converted.dtype == torch.float32 and torch.allclose(converted, expected)
+    for given in (expected.numpy(), expected, expected.double()):  # floats are taken as they are
+        assert torch.equal(to_float(given), expected)
+    tensor = torch.from_numpy(images)
+    to_float(tensor)
+    assert tensor.dtype == torch.uint8 and np.array_equal(tensor.numpy(), images)  # the input is left alone

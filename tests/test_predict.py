@@ -121,6 +121,17 @@ def test_catalogue_of_a_cache_has_the_documented_columns_and_the_model_outputs(t
     assert [part["rows"] for part in manifest["parts"]] == [128, 128, 128, 128, 88]
 
 
+def test_model_outputs_take_uint8_and_float_arrays_and_tensors_alike(trained, blob_cache):
+    model, _ = load_model(trained)
+    pixels = Cache(blob_cache).images[:70]
+    expected = model_outputs(model, pixels)
+    scaled = pixels.astype(np.float32) / 255
+    for given in (torch.from_numpy(pixels), scaled, torch.from_numpy(scaled)):
+        outputs = model_outputs(model, given)
+        for name, values in expected.items():
+            assert np.array_equal(outputs[name], values), name
+
+
 def test_unreadable_inputs_are_rows_with_a_reason(trained, bad_catalogue, tiny_config, tmp_path):
     from_catalogue = read_predictions(predict_catalogue(trained, bad_catalogue, tmp_path / "a.parquet", workers=0).out)
     prepare(bad_catalogue, tmp_path / "cache", tiny_config.data)

@@ -58,11 +58,11 @@ BLOCK = 64
 
 @torch.no_grad()
 def model_outputs(model: VaDE, pixels: np.ndarray | torch.Tensor, reconstruct: bool = True) -> dict[str, np.ndarray]:
-    """Per-image outputs for pixels (N, C, H, W) (uint8 or floats in [0, 1]):
+    """Per-image outputs for pixels (N, C, H, W) (uint8 or floats in [0, 1], array or tensor):
     mu, logvar (N, J); gamma (eq. 17-scaled, softmaxed) and posterior (unscaled Bayes p(c|mu))
     (N, K); log_likelihood under the mixture (N,); mse, the mean squared reconstruction error
     per pixel of the decoded mu (N,)."""
-    images = pixels if isinstance(pixels, torch.Tensor) else to_float(pixels)
+    images = to_float(pixels)
     device = next(model.parameters()).device
     parts: dict[str, list[np.ndarray]] = {}
     for padded, count in padded_blocks(images):

@@ -14,13 +14,15 @@ from torch.utils.data import Dataset
 AUGMENTATIONS = ("flips", "flips+rot90", "none")
 
 
-def to_float(pixels: np.ndarray) -> torch.Tensor:
-    """Cache pixels (uint8) -> float32 tensor in [0, 1]; float arrays are taken as they are."""
-    pixels = np.ascontiguousarray(pixels)
-    if not pixels.flags.writeable:  # e.g. IDX arrays read from a buffer: torch wants its own copy
-        pixels = pixels.copy()
-    tensor = torch.from_numpy(pixels)
-    return tensor.float().div_(255.0) if tensor.dtype == torch.uint8 else tensor.float()
+def to_float(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Pixels -> float32 tensor in [0, 1]: uint8 (the cache's) divided by 255, floats taken as
+    they are; arrays and tensors alike."""
+    if not isinstance(pixels, torch.Tensor):
+        pixels = np.ascontiguousarray(pixels)
+        if not pixels.flags.writeable:  # e.g. IDX arrays read from a buffer: torch wants its own copy
+            pixels = pixels.copy()
+        pixels = torch.from_numpy(pixels)
+    return pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
 
 
 def augment(batch: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
