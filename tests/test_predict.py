@@ -179,6 +179,12 @@ def test_formats_read_back_alike_and_follow_the_suffix(trained, bad_catalogue, t
         # (CSV cannot tell a missing text from an empty one)
         assert list(frames[name]["label_name"].fillna("")) == list(frames["cat"]["label_name"].fillna(""))
         assert_same_rows(frames["cat"], frames[name])
+    joined = tmp_path / "joined.parquet"  # a folder's parts joined into one file
+    pq.write_table(pq.read_table(tmp_path / "cat" / "part-000000.parquet"), joined)
+    assert read_predictions(joined).equals(frames["cat"].head(16))
+    joined.write_text("not parquet")
+    with pytest.raises(InputError, match="joined.parquet: not a readable Parquet file"):
+        read_predictions(joined)
     with pytest.raises(AstroVaDErError, match="looks like fits"):
         predict_catalogue(trained, bad_catalogue, tmp_path / "x.fits", output_format="csv")
     with pytest.raises(AstroVaDErError, match="format = 'xls'"):

@@ -118,6 +118,7 @@ PART_SIZE = 65_536
 MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = "astrovader-predictions/1"
 FORMATS = {"parquet": (), "fits": (".fits", ".fit"), "csv": (".csv",)}
+PARQUET_FILES = (".parquet", ".pq")  # read_predictions also reads a single Parquet file
 # Rank 0 may assemble a FITS/CSV file while the others wait for it.
 GROUP_TIMEOUT = timedelta(hours=12)
 
@@ -460,7 +461,8 @@ def _assemble(parts: list[Path], path: Path, output_format: str, schema: pa.Sche
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """The whole catalogue written by `predict_catalogue` (Parquet folder, FITS or CSV)."""
+    """The whole catalogue written by `predict_catalogue` (Parquet folder, FITS or CSV), or one
+    Parquet file of it (e.g. a folder's parts joined into one)."""
     path = Path(path)
     if path.is_dir():
         if not (path / MANIFEST).exists():
@@ -471,6 +473,11 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         return pa.concat_tables([pq.read_table(path / part["file"]) for part in manifest["parts"]]).to_pandas()
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    if has_suffix(path, PARQUET_FILES):
+        try:
+            return pq.read_table(path).to_pandas()
+        except pa.ArrowInvalid as error:
+            raise InputError(f"{path}: not a readable Parquet file ({error})") from None
     if has_suffix(path, FORMATS["fits"]):
         from astropy.table import Table
 
@@ -479,7 +486,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         # Ids and reasons stay text: 18-digit SDSS ids must not become floats, "" must stay "".
         text = {name: pa.string() for name in ("id_str", "split", "error", "file_loc")}
         return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=text)).to_pandas()
-    raise InputError(f"{path}: not a predictions folder, FITS or CSV file")
+    raise InputError(f"{path}: not a predictions folder, Parquet, FITS or CSV file")
 
 
 class Ranks:
