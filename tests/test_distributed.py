@@ -153,6 +153,7 @@ def two_process_runs(blob_cache, uneven_cache, vade_config, two_stage_config, tm
     ]
     result = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("model written to") == 2  # one line per command, from rank 0 only
     return {"vade": vade, "two_stage": two_stage, "killed": killed}
 
 

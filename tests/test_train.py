@@ -152,6 +152,19 @@ def test_cli_train_and_two_stage_baseline(blob_cache, tmp_path):
     assert set(metrics["phase"]) == {"autoencoder"}
 
 
+def test_cli_train_reports_on_global_rank_0_only(tmp_path, monkeypatch):
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    import astrovader.train.run as run
+
+    for rank, reports in ((0, 1), (1, 0)):  # the rank Lightning's strategy sets in each process
+        monkeypatch.setattr(run, "train_run", lambda out, *args, **kwargs: out)
+        monkeypatch.setattr(rank_zero_only, "rank", rank)
+        result = CliRunner().invoke(app, ["train", "--preset", "tiny", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert result.output.count("model written to") == reports
+
+
 def test_cli_train_needs_exactly_one_of_out_and_resume(tmp_path):
     result = CliRunner().invoke(app, ["train"])
     assert result.exit_code != 0 and "exactly one of --out" in str(result.exception)

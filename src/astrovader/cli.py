@@ -119,6 +119,8 @@ def train(
     num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="nodes (DDP across nodes)"),
 ) -> None:
     """Train AstroVaDEr with the s3VDC schedule; writes config, metrics.csv, checkpoints and the model."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from astrovader.train.run import train_run
 
     if (out is None) == (resume is None):
@@ -133,7 +135,10 @@ def train(
             "train.accelerator": accelerator, "train.devices": _devices(devices), "train.num_nodes": num_nodes,
         })
         folder = train_run(out, config, data)
-    console.print(f"model written to {folder / 'model.safetensors'} (+ model.json, metrics.csv)")
+    # Lightning sets the global rank of each process however it was started (its own launcher,
+    # torchrun, srun); every process returns here, only rank 0 reports.
+    if rank_zero_only.rank == 0:
+        console.print(f"model written to {folder / 'model.safetensors'} (+ model.json, metrics.csv)")
 
 
 def _devices(text: Optional[str]):
