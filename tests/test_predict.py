@@ -150,6 +150,18 @@ def test_unreadable_inputs_are_rows_with_a_reason(trained, bad_catalogue, tiny_c
     assert_same_rows(from_catalogue, from_cache)  # decoded on the fly = read from the cache
 
 
+def test_integer_catalogue_columns_stay_integers_beside_rejects(trained, bad_catalogue, tiny_config, tmp_path):
+    prepare(bad_catalogue, tmp_path / "cache", tiny_config.data)
+    labels = pd.read_csv(bad_catalogue, dtype={"id_str": str}).drop_duplicates("id_str").set_index("id_str")["label"]
+    for name in ("cat", "cat.fits", "cat.csv"):
+        frame = read_predictions(predict_catalogue(trained, tmp_path / "cache", tmp_path / name, workers=0).out)
+        assert frame["label"].dtype == "Int64", name
+        fine = frame["error"] == ""
+        assert frame.loc[fine, "label"].tolist() == labels[frame.loc[fine, "id_str"]].tolist()
+        assert frame.loc[~fine, "label"].isna().all() and (~fine).sum() == 3  # the rejects have no labels
+    assert frame["component"].dtype == np.int64  # integers without gaps keep their own type
+
+
 def test_outputs_are_bit_identical_whatever_batch_size_order_or_workers(trained, blob_catalogue, tmp_path):
     table = pd.read_csv(blob_catalogue, dtype={"id_str": str}).head(40)
     table["file_loc"] = [str(blob_catalogue.parent / path) for path in table["file_loc"]]
@@ -180,8 +192,8 @@ def test_formats_read_back_alike_and_follow_the_suffix(trained, bad_catalogue, t
         assert list(frames[name]["label_name"].fillna("")) == list(frames["cat"]["label_name"].fillna(""))
         assert_same_rows(frames["cat"], frames[name])
     joined = tmp_path / "joined.parquet"  # a folder's parts joined into one file
-    pq.write_table(pq.read_table(tmp_path / "cat" / "part-000000.parquet"), joined)
-    assert read_predictions(joined).equals(frames["cat"].head(16))
+    pq.write_table(pq.read_table(tmp_path / "cat"), joined)
+    assert read_predictions(joined).equals(frames["cat"])
     joined.write_text("not parquet")
     with pytest.raises(InputError, match="joined.parquet: not a readable Parquet file"):
         read_predictions(joined)

@@ -135,6 +135,20 @@ def render_check(page, tmp_path) -> dict:
     return report
 
 
+def test_known_classes_keep_integer_labels_beside_missing_ones(tmp_path):
+    from astrovader.analysis.objects import Objects
+    from astrovader.analysis.report import Context, Page, known_classes
+
+    table = pd.DataFrame({"id_str": list("abcdef"), "label": pd.array([0, 1, None, 1, 0, None], dtype="Int64")})
+    gamma = np.eye(2)[[1, 0, 0, 0, 1, 1]]
+    objects = Objects(table, np.zeros((6, 2)), gamma, None, "predictions")
+    context = Context(None, objects, None, ReportOptions(), Page(tmp_path), None, "label", None)
+    known_classes(context)
+    assert context.tables["class_component"] == {"0": {0: 0, 1: 2}, "1": {0: 2, 1: 0}}  # not "0.0" and "1.0"
+    assert context.tables["label_scores"]["accuracy"] == 1.0
+    assert "2 objects have no label" in "".join(context.page.sections[0][1])
+
+
 # -- predictions + votes, through the CLI --------------------------------------------------------
 def write_votes(ids, path) -> pd.DataFrame:
     """Votes for all but the last three ids: every other one featured, every third featured

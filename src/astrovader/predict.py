@@ -264,9 +264,13 @@ def _cache_inputs(cache: Cache, settings: DataConfig) -> Inputs:
 
 
 def _stack(accepted: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
-    """Accepted rows, then rejected ones. Without rejects the columns keep their types; with
-    them, a column the rejects lack (labels) is empty there, so integers become floats."""
-    return pd.concat([accepted, rejected], ignore_index=True) if len(rejected) else accepted.reset_index(drop=True)
+    """Accepted rows, then rejected ones. A column the rejects lack (the catalogue's own, e.g.
+    labels) is missing there: integer columns become pandas' nullable Int64, not floats."""
+    if not len(rejected):
+        return accepted.reset_index(drop=True)
+    lacking = {name: "Int64" for name, dtype in accepted.dtypes.items()
+               if name not in rejected and pd.api.types.is_integer_dtype(dtype)}
+    return pd.concat([accepted.astype(lacking), rejected], ignore_index=True)
 
 
 def _arrow(table: pd.DataFrame) -> pa.Table:
@@ -456,8 +460,18 @@ def _assemble(parts: list[Path], path: Path, output_format: str, schema: pa.Sche
         return
     from astropy.table import Table
 
-    frame = pa.concat_tables([pq.read_table(part) for part in parts]).to_pandas()
+    frame = _to_pandas(pa.concat_tables([pq.read_table(part) for part in parts]))
     Table.from_pandas(frame).write(str(path), format="fits", overwrite=True)  # over its empty temporary file
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """The table as a DataFrame; integer columns with missing values become pandas' nullable
+    Int64 (Arrow would make them floats)."""
+    frame = table.to_pandas()
+    for name, column in zip(table.column_names, table.columns):
+        if pa.types.is_integer(column.type) and column.null_count:
+            frame[name] = column.to_pandas(types_mapper=lambda _: pd.Int64Dtype())
+    return frame
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
@@ -470,12 +484,12 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         manifest = read_json(path / MANIFEST)
         if not manifest.get("complete"):
             raise InputError(f"{path}: predictions are incomplete; re-run `astrovader predict` to finish them")
-        return pa.concat_tables([pq.read_table(path / part["file"]) for part in manifest["parts"]]).to_pandas()
+        return _to_pandas(pa.concat_tables([pq.read_table(path / part["file"]) for part in manifest["parts"]]))
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if has_suffix(path, PARQUET_FILES):
         try:
-            return pq.read_table(path).to_pandas()
+            return _to_pandas(pq.read_table(path))
         except pa.ArrowInvalid as error:
             raise InputError(f"{path}: not a readable Parquet file ({error})") from None
     if has_suffix(path, FORMATS["fits"]):
@@ -485,7 +499,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     if has_suffix(path, FORMATS["csv"]):
         # Ids and reasons stay text: 18-digit SDSS ids must not become floats, "" must stay "".
         text = {name: pa.string() for name in ("id_str", "split", "error", "file_loc")}
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=text)).to_pandas()
+        return _to_pandas(pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=text)))
     raise InputError(f"{path}: not a predictions folder, Parquet, FITS or CSV file")
 
 

@@ -308,7 +308,7 @@ def known_classes(context: Context) -> None:
     known = table[column].notna().to_numpy()
     if not known.all():
         parts.append(Page.note(f"{int((~known).sum())} objects have no {column}; scored on the other {int(known.sum())}"))
-    labels = table[column].to_numpy()[known]
+    labels = table[column][known].to_numpy()  # without the gaps: nullable integers stay integers
     components = context.objects.components[known]
     scores = metrics.label_scores(labels, components)
     context.headline.update({f"{name} ({column})": value for name, value in scores.items()})
