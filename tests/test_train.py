@@ -37,8 +37,11 @@ def tiny_run(blob_cache, tiny_config, tmp_path_factory):
 
 
 def test_run_writes_config_metrics_checkpoint_and_model(tiny_run, tiny_config):
+    umask = os.umask(0)
+    os.umask(umask)
     for name in ("config.yaml", "run.json", "metrics.csv", "model.safetensors", "model.json", "checkpoints/last.ckpt"):
         assert (tiny_run / name).exists(), name
+        assert (tiny_run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # safetensors files too
     metrics = pd.read_csv(tiny_run / "metrics.csv")
     assert list(metrics["epoch"]) == list(range(tiny_config.train.total_epochs))
     assert list(metrics["phase"]) == ["alpha", "alpha", "anneal", "static", "anneal", "static"]

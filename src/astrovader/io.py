@@ -19,11 +19,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     try:
         yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        # The usual permissions: mkstemp made the file 0600, and a writer may have replaced it
+        # with a file of its own (safetensors does), so they are set after the writer.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
