@@ -123,7 +123,7 @@ def test_catalogue_of_a_cache_has_the_documented_columns_and_the_model_outputs(t
 
 def test_model_outputs_take_uint8_and_float_arrays_and_tensors_alike(trained, blob_cache):
     model, _ = load_model(trained)
-    pixels = Cache(blob_cache).images[:70]
+    pixels = np.array(Cache(blob_cache).images[:70])  # a writable copy: torch.from_numpy warns on a read-only map
     expected = model_outputs(model, pixels)
     scaled = pixels.astype(np.float32) / 255
     for given in (torch.from_numpy(pixels), scaled, torch.from_numpy(scaled)):
