@@ -104,15 +104,20 @@ def uneven_cache(blob_catalogue, tiny_config, tmp_path_factory):
     return out
 
 
+# Rounding differences grow with the step size: the agreement below holds at the paper's
+# learning-rate schedule and a global batch of 32, not at the tiny preset's faster settings.
+GENTLE = {"train.learning_rate": 3e-4, "train.final_learning_rate": 1e-6, "train.batch_size": 32}
+
+
 @pytest.fixture(scope="module")
 def vade_config(tiny_config):
-    return tiny_config.with_overrides({"train.periods": 3})  # 8 epochs; the mixture is fitted before epoch 2
+    return tiny_config.with_overrides({**GENTLE, "train.periods": 3})  # 8 epochs; the mixture is fitted before epoch 2
 
 
 @pytest.fixture(scope="module")
 def two_stage_config(tiny_config):
     # No noise and no flips: one and two processes then do the same arithmetic up to rounding.
-    return tiny_config.with_overrides({"train.method": "two_stage", "data.augment": "none"})
+    return tiny_config.with_overrides({**GENTLE, "train.method": "two_stage", "data.augment": "none"})
 
 
 @pytest.fixture(scope="module")
