@@ -7,14 +7,18 @@ same run, so numbers from different machines can be compared.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# ASTROVADER_BENCHMARK_RESULTS moves the results elsewhere (the tests use it to leave
+# benchmarks/results/ alone).
+RESULTS = Path(os.environ.get("ASTROVADER_BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:
@@ -40,17 +44,27 @@ def rate(step: Callable[[], object], items_per_step: int, seconds: float = 5.0, 
     return items_per_step * count / (time.perf_counter() - started)
 
 
+def flops_per_item(run: Callable[[], object], items: int) -> float:
+    """FLOPs of one call of `run` divided by the `items` it processes, counted by PyTorch's
+    FlopCounterMode (convolutions and matmuls), not assumed."""
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() / items
+
+
 def machine() -> dict[str, object]:
     from astrovader.runtime import runtime_info
 
     return {**runtime_info(), "processor": platform.processor() or platform.machine()}
 
 
-def write_result(name: str, result: dict) -> Path:
-    """Write benchmarks/results/<name>.json (with the machine description) and print it."""
+def write_result(name: str, result: dict, echo: bool = True) -> Path:
+    """Write benchmarks/results/<name>.json (with the machine description) and, with `echo`,
+    print it. `name` may hold a sub-folder ("clustering/gz1-vade-conv-seed0")."""
     from astrovader.io import write_json_atomic
 
     payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **result}
     path = write_json_atomic(RESULTS / f"{name}.json", payload)
-    print(json.dumps(payload, indent=2, default=str))
+    if echo:
+        print(json.dumps(payload, indent=2, default=str))
     return path

@@ -18,14 +18,13 @@ import tempfile
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from astrovader.config import Config
 from astrovader.generate import decode, sample_images, write_samples
 from astrovader.model.vade import VaDE
 from astrovader.predict import BLOCK
 from astrovader.runtime import choose_precision
-from benchmarks.common import matmul_peak_gflops, rate, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, write_result
 
 SETTINGS = [("cpu", 64), ("cpu", 128), ("paper", 64), ("paper", 128)]
 PAPER_IMAGES_PER_SECOND = 300_000 / 60  # three V100s, 128 px
@@ -42,15 +41,9 @@ def generator_model(preset: str, size: int, precision: str) -> VaDE:
     return model
 
 
-def flops_per_image(model: VaDE) -> float:
-    with FlopCounterMode(display=False) as counter:
-        decode(model, torch.zeros(BLOCK, model.config.model.latent_dim))
-    return counter.get_total_flops() / BLOCK
-
-
 def measure(preset: str, size: int, precision: str, peak: float, seconds: float, images: int) -> dict:
     model = generator_model(preset, size, precision)
-    flops = flops_per_image(model)
+    flops = flops_per_item(lambda: decode(model, torch.zeros(BLOCK, model.config.model.latent_dim)), BLOCK)
     seeds = iter(range(10**9))
     images_per_second = rate(lambda: sample_images(model, images, seed=next(seeds)), images, seconds=seconds, warmup=1)
     achieved = images_per_second * flops / 1e9

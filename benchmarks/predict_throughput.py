@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from astrovader.config import Config
 from astrovader.data.cache import prepare
@@ -31,7 +30,7 @@ from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import BLOCK, model_outputs, predict_catalogue
 from astrovader.runtime import choose_precision
-from benchmarks.common import matmul_peak_gflops, rate, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, write_result
 
 SETTINGS = [("cpu", 64), ("paper", 128)]
 IMAGES = {64: (512, 4096), 128: (192, 1024)}  # end-to-end images by size: (--quick, full)
@@ -47,12 +46,6 @@ def random_model(preset: str, size: int) -> tuple[VaDE, Config]:
         model.prior.means.normal_()
         model.prior.logits.normal_()
     return model, config
-
-
-def flops_per_image(model: VaDE, pixels: np.ndarray) -> float:
-    with FlopCounterMode(display=False) as counter:
-        model_outputs(model, pixels[:BLOCK])
-    return counter.get_total_flops() / BLOCK
 
 
 def random_pixels(count: int, size: int) -> np.ndarray:
@@ -80,7 +73,7 @@ def measure(preset: str, size: int, precision: str, peak: float, seconds: float,
     model, config = random_model(preset, size)
     model.set_precision(precision)
     pixels = random_pixels(BLOCK, size)
-    flops = flops_per_image(model, pixels)
+    flops = flops_per_item(lambda: model_outputs(model, pixels[:BLOCK]), BLOCK)
     model_rate = rate(lambda: model_outputs(model, pixels), BLOCK, seconds=seconds, warmup=1)
     with tempfile.TemporaryDirectory() as folder:
         pipeline = end_to_end(model, config, count, Path(folder))

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from astrovader.analysis.objects import objects_from_cache, open_run
 from astrovader.analysis.report import SECTIONS, ReportOptions, build_report
@@ -31,7 +30,7 @@ from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import BLOCK, model_outputs
 from astrovader.runtime import choose_precision, runtime_info
-from benchmarks.common import matmul_peak_gflops, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, write_result
 
 GZ1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz1-sdss" / "catalog.csv"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -66,9 +65,7 @@ def random_run(folder: Path, cache: Path, config: Config, precision: str) -> Pat
 def encode_flops(config: Config) -> float:
     model = VaDE(config).eval()
     pixels = np.zeros((BLOCK, config.data.bands, config.data.image_size, config.data.image_size), np.uint8)
-    with FlopCounterMode(display=False) as counter:
-        model_outputs(model, pixels)
-    return counter.get_total_flops() / BLOCK
+    return flops_per_item(lambda: model_outputs(model, pixels), BLOCK)
 
 
 def main() -> None:

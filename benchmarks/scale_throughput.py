@@ -8,7 +8,7 @@ efficiency (W-process rate / (W x one-thread rate)).
 
 Each setting trains in its own processes (`astrovader` through Lightning's launcher) on seeded
 random pixels; the first epoch (warm-up) and the validation passes are left out of the timing.
-FLOPs per image are counted by PyTorch's FlopCounterMode (benchmarks.train_throughput).
+FLOPs per image are counted by PyTorch's FlopCounterMode (benchmarks.common.flops_per_item).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from lightning.pytorch.callbacks import Callback
 
 from astrovader.config import Config
 from astrovader.data.cache import split_sizes
-from benchmarks.common import matmul_peak_gflops, write_result
-from benchmarks.train_throughput import flops_per_image, training_step
+from benchmarks.common import flops_per_item, matmul_peak_gflops, write_result
+from benchmarks.train_throughput import training_step
 
 
 class TrainingTimer(Callback):
@@ -101,7 +101,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     peak = matmul_peak_gflops(torch.float32)
     step, batch = training_step(setting["preset"], setting["size"], "fp32")
-    gflop = flops_per_image(step, batch) / 1e9
+    gflop = flops_per_item(step, batch) / 1e9
     runs = []
     with tempfile.TemporaryDirectory(prefix="scale-benchmark-") as folder:
         for world, threads in ((1, 1), (1, cores), (cores, 1)):

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from astrovader.config import Config
 from astrovader.model.vade import VaDE
 from astrovader.runtime import choose_precision
-from benchmarks.common import matmul_peak_gflops, rate, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, write_result
 
 SETTINGS = [("paper", 128), ("paper", 64), ("cpu", 64), ("cpu", 128), ("tiny", 64)]
 BATCH = 32
@@ -49,15 +48,9 @@ def training_step(preset: str, size: int, precision: str, batch: int = BATCH):
     return step, batch
 
 
-def flops_per_image(step, batch: int) -> float:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops() / batch
-
-
 def measure(preset: str, size: int, precision: str, peak: dict[str, float], seconds: float) -> dict:
     step, batch = training_step(preset, size, precision)
-    flops = flops_per_image(step, batch)
+    flops = flops_per_item(step, batch)
     images_per_second = rate(step, batch, seconds=seconds)
     achieved = images_per_second * flops / 1e9
     return {

@@ -1,0 +1,158 @@
+"""benchmarks.run: per-run JSON records, the Markdown tables, resume, option checks; on the blob
+catalogue with the tiny preset (ClustPy and the long throughput scripts are never run here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import clustering, clustpy_runner, run, throughput
+from benchmarks.common import machine
+from benchmarks.train_throughput import measure
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TINY_YAML = "preset: tiny\ndata:\n  crop_fraction: 1.0\n  scaling: fixed\n  fixed_max: 1.0\n  workers: 1\n"
+
+
+def benchmark(results: Path, *arguments: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, ASTROVADER_BENCHMARK_RESULTS=str(results), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", *arguments], cwd=REPOSITORY,
+                          env=environment, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def quick_run(blob_catalogue, tmp_path_factory):
+    """One quick run on the blobs: 2 seeds of vade-conv, two-stage and k-means on PCA."""
+    folder = tmp_path_factory.mktemp("benchmarks")
+    (folder / "tiny.yaml").write_text(TINY_YAML)
+    arguments = ("--seeds", "2", "--labelled", str(blob_catalogue), "--label-column", "label",
+                 "--labelled-config", str(folder / "tiny.yaml"))
+    done = benchmark(folder / "results", *arguments, "--only", "labelled", "vade-conv", "two-stage", "kmeans-pca")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder / "results", arguments
+
+
+def records(results: Path) -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text()) for path in (results / "clustering").glob("*.json")}
+
+
+def test_quick_run_writes_one_record_per_dataset_method_and_seed(quick_run, blob_catalogue):
+    results, _ = quick_run
+    dataset = f"labelled-{blob_catalogue.parent.name}"
+    found = records(results)
+    assert sorted(found) == sorted(f"{dataset}-{method}-seed{seed}" for method in ("vade-conv", "two-stage", "kmeans-pca")
+                                   for seed in (0, 1))
+    for record in found.values():
+        assert record["budget"] == "quick" and record["classes"] == 3 and record["image_size"] == 16
+        assert record["train_images"] == 400 and record["test_images"] == 50  # 500 rows: 80 / 10 / 10 %
+        assert set(record["scores"]) == {"accuracy", "nmi", "ari", "purity"}
+        assert 1 / 3 <= record["scores"]["accuracy"] <= 1 and 0 <= record["scores"]["nmi"] <= 1
+        assert 0 < record["time_to_final"]["seconds"] <= record["train_seconds"] <= record["wall_seconds"]
+        assert record["config"]["model"]["n_components"] == 3
+        assert record["machine"]["threads"] == 1
+    # k-means on PCA of the pixels separates the blob shapes: well above chance (1/3).
+    assert found[f"{dataset}-kmeans-pca-seed0"]["scores"]["accuracy"] > 0.6
+
+
+def test_curves_score_every_epoch_with_a_prior_and_end_at_the_final_accuracy(quick_run, blob_catalogue):
+    results, _ = quick_run
+    found = records(results)
+    dataset = f"labelled-{blob_catalogue.parent.name}"
+    vade = found[f"{dataset}-vade-conv-seed0"]
+    # Quick schedule: 2 alpha epochs (no mixture yet, nothing to score), then 1 annealing epoch.
+    assert [point["epoch"] for point in vade["curve"]] == [2] and vade["epochs"] == 3
+    assert vade["curve"][-1]["accuracy"] == vade["scores"]["accuracy"]  # the callback scored the final model
+    assert len(vade["epoch_seconds"]) == 3 and sum(vade["epoch_seconds"]) <= vade["train_seconds"]
+    two_stage = found[f"{dataset}-two-stage-seed0"]
+    assert [point["epoch"] for point in two_stage["curve"]] == [2]  # the mixture exists only at the end
+    assert two_stage["config"]["train"]["method"] == "two_stage"
+    assert found[f"{dataset}-kmeans-pca-seed0"]["curve"] == []
+
+
+def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogue):
+    results, _ = quick_run
+    table = (results / "clustering.md").read_text()
+    assert f"## labelled-{blob_catalogue.parent.name}" in table and "400 training / 50 test images, K = 3." in table
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    for method in ("vade-conv", "two-stage", "kmeans-pca"):
+        cells = [cell.strip() for cell in rows[method].strip("|").split("|")]
+        assert cells[1] == "0, 1" and cells[2] == "16 px"
+        accuracies = [run["scores"]["accuracy"] * 100 for name, run in records(results).items() if f"-{method}-" in name]
+        assert cells[4] == clustering.spread(accuracies, "{:.1f}")
+    assert "Estimated full clustering run" in table
+
+
+def test_a_second_run_reuses_the_records(quick_run, monkeypatch, capsys):
+    results, arguments = quick_run
+    for module in (clustering, run):
+        monkeypatch.setattr(module, "RESULTS", results)
+    before = {path.name: path.stat().st_mtime_ns for path in (results / "clustering").glob("*.json")}
+    assert run.main(["--quick", *arguments, "--only", "labelled", "kmeans-pca"]) == 0
+    assert capsys.readouterr().out.count("reused") == 2
+    assert {path.name: path.stat().st_mtime_ns for path in (results / "clustering").glob("*.json")} == before
+    assert "| vade-conv |" in (results / "clustering.md").read_text()  # the table keeps earlier runs
+
+
+def test_time_to_final_is_the_first_epoch_within_a_point():
+    curve = [{"epoch": 3, "seconds": 10.0, "accuracy": 0.50}, {"epoch": 4, "seconds": 20.0, "accuracy": 0.695},
+             {"epoch": 5, "seconds": 30.0, "accuracy": 0.68}, {"epoch": 6, "seconds": 40.0, "accuracy": 0.70}]
+    assert clustering.time_to_final(curve, 0.70, 41.0) == {"epoch": 4, "seconds": 20.0}
+    assert clustering.time_to_final([], 0.70, 41.0) == {"epoch": None, "seconds": 41.0}
+
+
+def test_full_run_estimate_scales_steady_epochs_and_keeps_fixed_costs():
+    # 3 s outside the epochs; epochs after the first take 2 s for 100 images.
+    ours = {"epoch_seconds": [5.0, 2.0, 2.0], "train_images": 100, "wall_seconds": 12.0, "train_seconds": 9.5,
+            "work": 300, "full_work": 10_000}
+    assert clustering.full_run_seconds(ours) == pytest.approx(3.0 + 0.02 * 10_000)
+    # Without epoch timings: the training time scales, the rest (e.g. a subprocess start) does not.
+    theirs = {"epoch_seconds": [], "train_images": 100, "wall_seconds": 10.0, "train_seconds": 3.0,
+              "work": 300, "full_work": 3_000}
+    assert clustering.full_run_seconds(theirs) == pytest.approx(7.0 + 30.0)
+
+
+def test_bad_options_and_catalogues_fail_with_one_line(blob_catalogue, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.parse(["--only", "imagenet"])
+    assert exit_info.value.code == 2 and "--only imagenet: unknown" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run.parse(["--labelled", str(blob_catalogue)])
+    assert "--labelled and --label-column go together" in capsys.readouterr().err
+    status = run.main(["--labelled", str(blob_catalogue), "--label-column", "morphology", "--only", "labelled"])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and error.count("\n") == 0
+    assert str(blob_catalogue) in error and "no label column 'morphology'" in error
+
+
+def test_clustpy_is_skipped_with_a_note_when_its_environment_cannot_be_made(monkeypatch):
+    def refuse(echo=print):
+        raise clustpy_runner.ClustPyError("pip install failed (no network)")
+
+    monkeypatch.setattr(clustpy_runner, "ensure_venv", refuse)
+    notes: list[str] = []
+    chosen = run.methods(run.parse(["--clustpy"]), notes)
+    assert chosen == ["vade-conv", "vade-mlp", "two-stage", "kmeans-pca"]
+    assert notes == ["ClustPy skipped: pip install failed (no network)"]
+    assert run.methods(run.parse([]), []) == chosen  # without --clustpy: not even tried
+
+
+def test_throughput_table_from_a_real_measurement_and_a_failed_script(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "RESULTS", tmp_path)
+    peak = {"fp32": 50.0, "bf16": 5.0}
+    step = measure("tiny", 16, "fp32", peak, seconds=0.2)
+    outcomes = {"train": {"seconds": 1.0, "error": None, "result": {
+        "matmul_peak_gflops": peak, "default_precision": "fp32", "machine": machine(),
+        "runs": [{"path": "default", **step}]}}}
+    outcomes |= throughput.run_scripts(["missing"], quick=True, echo=lambda line: None)
+    table = throughput.throughput_table(outcomes, quick=True)
+    assert "fp32 50.0 GFLOP/s, bf16 5.0 GFLOP/s" in table and "the default path IS the naive fp32 NCHW" in table
+    expected = (f"| training step | tiny | 16 px | default (fp32) | {step['images_per_second']} | "
+                f"{step['gflop_per_image']} | {step['fraction_of_peak']:.1%} |")
+    assert expected in table and step["images_per_second"] > 0
+    assert "| missing_throughput |" in table and "exit status 1; see" in table
+    assert outcomes["missing"]["result"] is None and (tmp_path / "logs" / "missing_throughput.log").exists()
