@@ -34,7 +34,10 @@ from astrovader.data.catalogue import idx_catalogue, read_catalogue
 from astrovader.data.idx import find_idx_pair, read_idx
 from astrovader.data.loader import read_rows, to_float
 from astrovader.errors import InputError
+from astrovader.estimator import AstroVaDEr
 from astrovader.io import read_json, write_with
+from astrovader.predict import model_outputs
+from astrovader.train.run import train_run
 from benchmarks import clustpy_runner
 from benchmarks.common import RESULTS, write_result
 
@@ -114,6 +117,7 @@ class Pixels:
     test: np.ndarray
     test_labels: np.ndarray
     full_train_rows: int  # training rows of the whole data set, for the full-run estimate
+    rejected: int  # inputs `prepare` could not use (listed in the caches' rejects.csv)
 
 
 # -- data sets -------------------------------------------------------------------------------
@@ -205,6 +209,7 @@ def prepared_pixels(dataset: Dataset, config: Config, budget: Budget) -> Pixels:
         train_cache.folder, read_rows(train_cache.images, train_rows),
         read_rows(test_cache.images, test_rows["row"].to_numpy()), test_rows[dataset.label_column].to_numpy(),
         split_sizes(dataset.full_rows or dataset.rows, train_settings.model_copy(update={"where": None}))[0],
+        sum(len(cache.rejects) for cache in {train_cache.folder: train_cache, test_cache.folder: test_cache}.values()),
     )
 
 
@@ -212,7 +217,10 @@ def prepared_cache(dataset: Dataset, catalogue: Path, settings: DataConfig, part
     """benchmarks/results/clustering/data/<dataset>/<part>-<digest of the settings>, prepared once."""
     digest = fingerprint({"catalogue": str(catalogue), "data": settings.model_dump(mode="json")})
     folder = RESULTS / "clustering" / "data" / dataset.name / f"{part}-{digest}"
-    prepare(catalogue, folder, settings)
+    summary = prepare(catalogue, folder, settings)
+    if summary.accepted == 0:
+        raise InputError(f"{catalogue}: none of its {summary.inputs} selected inputs could be read "
+                         f"(reasons: {folder / 'rejects.csv'})")
     return folder
 
 
@@ -243,8 +251,6 @@ class HeldOutAccuracy(Callback):
     def score(self, epoch: int, module) -> None:
         if not module.model.prior.initialised:
             return
-        from astrovader.predict import model_outputs
-
         started = time.perf_counter()
         clusters = model_outputs(module.model, self.images, reconstruct=False)["gamma"].argmax(axis=1)
         self.curve.append({
@@ -264,9 +270,6 @@ def time_to_final(curve: list[dict], final: float, total_seconds: float) -> dict
 
 
 def run_ours(config: Config, pixels: Pixels) -> dict:
-    from astrovader.estimator import AstroVaDEr
-    from astrovader.train.run import train_run
-
     with tempfile.TemporaryDirectory(prefix="astrovader-benchmark-") as folder:
         accuracy = HeldOutAccuracy(pixels.test, pixels.test_labels)
         train_run(Path(folder) / "run", config, pixels.cache, progress=False, callbacks=[accuracy])
@@ -310,10 +313,11 @@ def run_record(dataset: Dataset, method: str, seed: int, budget: Budget, pixels:
         )
     scores = label_scores(pixels.test_labels, result["clusters"])
     train_images, epochs = len(pixels.train), result["epochs"]
-    full_epochs = full_epoch_count(dataset, method, config, budget)
+    full_epochs = full_epoch_count(dataset, method, seed)
     return {
         "dataset": dataset.name, "method": method, "seed": seed, "budget": budget.name,
         "classes": dataset.classes, "train_images": train_images, "test_images": len(pixels.test),
+        "rejected_inputs": pixels.rejected,
         "image_size": config.data.image_size, "epochs": epochs,
         "scores": {name: round(value, 4) for name, value in scores.items()},
         "train_seconds": round(result["train_seconds"], 3),
@@ -330,10 +334,10 @@ def run_config(dataset: Dataset, method: str, seed: int, budget: Budget) -> Conf
     return dataset.method_config(method).with_overrides({**overrides, **budget.schedule})
 
 
-def full_epoch_count(dataset: Dataset, method: str, config: Config, budget: Budget) -> int:
+def full_epoch_count(dataset: Dataset, method: str, seed: int) -> int:
     if method == "kmeans-pca":
         return 1
-    full = run_config(dataset, method, config.train.seed, FULL)
+    full = run_config(dataset, method, seed, FULL)
     if method in OURS:
         return full.train.total_epochs
     return sum(clustpy_runner.epochs(method, full, FULL.clustpy_default_epochs).values())
@@ -374,7 +378,8 @@ def run_all(datasets: list[Dataset], methods: list[str], seeds: list[int], budge
                         prepared[data_key] = prepared_pixels(dataset, config, budget)
                     record = run_record(dataset, method, seed, budget, prepared[data_key])
                 except Exception as error:  # noqa: BLE001 - an unattended run goes on; failures are listed
-                    failures.append(f"{dataset.name} {method} seed {seed}: {error.__class__.__name__}: {error}")
+                    message = " ".join(str(error).split())[:300]  # one line in the table
+                    failures.append(f"{dataset.name} {method} seed {seed}: {error.__class__.__name__}: {message}")
                     echo(f"FAILED {failures[-1]}")
                     continue
                 record["fingerprint"] = fingerprint(identity)
@@ -416,8 +421,9 @@ def summary_table(records: list[dict], budget: Budget, failures: list[str] = ())
         by_dataset.setdefault(record["dataset"], {}).setdefault(record["method"], []).append(record)
     for dataset, methods in by_dataset.items():
         first = next(iter(methods.values()))[0]
-        lines += [f"## {dataset}", "", f"{first['train_images']} training / {first['test_images']} test images, "
-                  f"K = {first['classes']}. {PUBLISHED.get(dataset, '')}".rstrip(), "",
+        lines += [f"## {dataset}", "", f"{first['train_images']} training / {first['test_images']} test images "
+                  f"({first.get('rejected_inputs', '?')} inputs rejected by prepare), K = {first['classes']}. "
+                  f"{PUBLISHED.get(dataset, '')}".rstrip(), "",
                   "| Method | Seeds | Pixels | Epochs | Accuracy % | NMI | ARI | Train s | Final accuracy reached, s |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for method in sorted(methods, key=METHODS.index):

@@ -80,6 +80,8 @@ def datasets(arguments, budget: clustering.Budget, notes: list[str]) -> list[clu
             notes.append(f"fashion-mnist skipped: {arguments.fashion_mnist} not found")
     if "mnist" in wanted and arguments.mnist is not None:
         found.append(clustering.idx_dataset("mnist", arguments.mnist))
+    elif "mnist" in arguments.only:
+        notes.append("mnist skipped: give its IDX folder with --mnist DIR")
     if "simulated" in wanted:
         found.append(clustering.simulated_dataset(budget))
     if "gz1" in wanted:
@@ -91,6 +93,8 @@ def datasets(arguments, budget: clustering.Budget, notes: list[str]) -> list[clu
         name = f"labelled-{arguments.labelled.resolve().parent.name}"
         found.append(clustering.catalogue_dataset(name, arguments.labelled, arguments.label_column,
                                                   arguments.labelled_config))
+    elif "labelled" in arguments.only:
+        notes.append("labelled skipped: give a catalogue with --labelled CATALOGUE --label-column C")
     return [clustering.counted(dataset) for dataset in found]
 
 
@@ -100,6 +104,8 @@ def methods(arguments, notes: list[str]) -> list[str]:
     if not clustpy:
         return chosen
     if not arguments.clustpy:
+        if any(method in arguments.only for method in clustpy):
+            notes.append("ClustPy skipped: it runs only with --clustpy")
         return [method for method in chosen if method not in clustpy]
     try:
         clustpy_runner.ensure_venv()

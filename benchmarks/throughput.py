@@ -58,11 +58,12 @@ def throughput_table(outcomes: dict[str, dict], quick: bool) -> str:
         lines += [
             f"Machine: {machine['processor']}, {machine['threads']} torch thread(s), allocator {machine['allocator']}, "
             f"torch {machine['torch']}, CPU capability {machine['cpu_capability']}.", "",
-            f"Matmul peak (2048^2, measured by train_throughput): fp32 {peak['fp32']:.1f} GFLOP/s, "
+            f"Matmul peak (square matmuls, measured by train_throughput): fp32 {peak['fp32']:.1f} GFLOP/s, "
             f"bf16 {peak['bf16']:.1f} GFLOP/s.", "",
             f"Default precision: {default}. " + (
-                "This CPU has no native bf16 (bf16 would be emulated, ~10x slower), so the default path IS the "
-                "naive fp32 NCHW PyTorch loop of the same network: the in-house baseline has no separate row."
+                f"This CPU has no native bf16 (emulated, its matmuls run {peak['fp32'] / peak['bf16']:.0f}x slower "
+                "than fp32), so the default path IS the naive fp32 NCHW PyTorch loop of the same network: the "
+                "in-house baseline has no separate row."
                 if default == "fp32" else
                 "bf16 autocast + channels_last; the naive rows are a plain fp32 NCHW PyTorch loop of the same "
                 "network, the in-house baseline."), "",

@@ -77,7 +77,7 @@ def test_curves_score_every_epoch_with_a_prior_and_end_at_the_final_accuracy(qui
 def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogue):
     results, _ = quick_run
     table = (results / "clustering.md").read_text()
-    assert f"## labelled-{blob_catalogue.parent.name}" in table and "400 training / 50 test images, K = 3." in table
+    assert f"## labelled-{blob_catalogue.parent.name}" in table and "400 training / 50 test images (0 inputs rejected by prepare), K = 3." in table
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     for method in ("vade-conv", "two-stage", "kmeans-pca"):
         cells = [cell.strip() for cell in rows[method].strip("|").split("|")]
@@ -150,9 +150,26 @@ def test_throughput_table_from_a_real_measurement_and_a_failed_script(tmp_path, 
         "runs": [{"path": "default", **step}]}}}
     outcomes |= throughput.run_scripts(["missing"], quick=True, echo=lambda line: None)
     table = throughput.throughput_table(outcomes, quick=True)
-    assert "fp32 50.0 GFLOP/s, bf16 5.0 GFLOP/s" in table and "the default path IS the naive fp32 NCHW" in table
+    assert "fp32 50.0 GFLOP/s, bf16 5.0 GFLOP/s" in table and "run 10x slower than fp32" in table
+    assert "the default path IS the naive fp32 NCHW" in table
     expected = (f"| training step | tiny | 16 px | default (fp32) | {step['images_per_second']} | "
                 f"{step['gflop_per_image']} | {step['fraction_of_peak']:.1%} |")
     assert expected in table and step["images_per_second"] > 0
     assert "| missing_throughput |" in table and "exit status 1; see" in table
     assert outcomes["missing"]["result"] is None and (tmp_path / "logs" / "missing_throughput.log").exists()
+
+
+def test_a_failed_run_is_listed_and_the_status_is_one(tmp_path, monkeypatch, capsys):
+    for module in (clustering, run):
+        monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
+    catalogue = tmp_path / "catalog.csv"
+    catalogue.write_text("id_str,file_loc,label\n" + "".join(f"g{i},missing/g{i}.png,{i % 2}\n" for i in range(4)))
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    status = run.main(["--quick", "--seeds", "1", "--labelled", str(catalogue), "--label-column", "label",
+                       "--labelled-config", str(tmp_path / "tiny.yaml"), "--only", "labelled", "kmeans-pca"])
+    assert status == 1 and "FAILED" in capsys.readouterr().out
+    table = (tmp_path / "results" / "clustering.md").read_text()
+    failures = table.split("## Failed runs")[1].strip().splitlines()
+    assert failures == [f"- labelled-{tmp_path.name} kmeans-pca seed 0: InputError: {catalogue}: none of its 4 selected "
+                        f"inputs could be read (reasons: {next((tmp_path / 'results').rglob('rejects.csv'))})"]
+    assert not list((tmp_path / "results" / "clustering").glob("*.json"))  # nothing recorded: retried next time
