@@ -81,7 +81,9 @@ class TrainConfig(_Section):
     method: Literal["vade", "two_stage"] = Field(
         "vade", description="vade: mixture prior trained jointly; two_stage: autoencoder then a GMM"
     )
-    batch_size: int = Field(64, gt=0)
+    # Small batches for the cpu preset: a ~5,000-image demo gets 300 steps per epoch, enough for
+    # the autoencoder to leave the round-blob plateau (at 64 per batch it stays there; measured).
+    batch_size: int = Field(16, gt=0)
     alpha: float = Field(0.0005, ge=0)
     alpha_epochs: int = Field(10, ge=1)
     gmm_batches: int = Field(50, gt=0)
@@ -226,8 +228,9 @@ PAPER = {
     },
 }
 
-# The default: 64 px and lighter filters, the schedule scaled down ~1/10, so that a demo
-# trains in minutes on two CPU cores.
+# The default: 64 px, filters 32/32/16, batch 16, the schedule scaled down ~1/10 (10 alpha +
+# 3 x (3 + 3) = 28 epochs), so that the demo (6,000 simulated galaxies) trains in ~5 minutes on
+# two cores with native bf16 (544 training images/s; 113 in fp32 on AVX2-only CPUs).
 CPU: dict[str, Any] = {}
 
 # For tests: seconds, not minutes. At 16 px a reconstruction term sums only 256 pixels, so the
