@@ -44,7 +44,7 @@ from benchmarks.common import RESULTS, write_result
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = REPOSITORY / "configs"
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
-OURS = ("vade-conv", "vade-mlp", "two-stage")
+OURS = ("vade-conv", "vade-mlp", "two-stage", "two-stage-mlp")
 METHODS = (*OURS, "kmeans-pca", *clustpy_runner.METHODS)
 CLOSE_TO_FINAL = 0.01  # "reached the final accuracy": within 1 point of it
 PCA_COMPONENTS = 50
@@ -95,7 +95,8 @@ class Dataset:
             return self.config
         if method == "two-stage":
             return self.config.with_overrides({"train.method": "two_stage"})
-        return self.mlp_config or self.config.with_overrides({"model.backbone": "mlp"})
+        mlp = self.mlp_config or self.config.with_overrides({"model.backbone": "mlp"})
+        return mlp.with_overrides({"train.method": "two_stage"}) if method == "two-stage-mlp" else mlp
 
     def prepare_settings(self, config: Config, budget: Budget, part: str) -> DataConfig:
         """Data settings of the cache of `part` ("train" or "test"), with the budget's subset."""

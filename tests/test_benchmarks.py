@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from astrovader.config import Config
 from benchmarks import clustering, clustpy_runner, run, throughput
 from benchmarks.common import machine
 from benchmarks.train_throughput import measure
@@ -136,7 +137,7 @@ def test_clustpy_is_skipped_with_a_note_when_its_environment_cannot_be_made(monk
     monkeypatch.setattr(clustpy_runner, "ensure_venv", refuse)
     notes: list[str] = []
     chosen = run.methods(run.parse(["--clustpy"]), notes)
-    assert chosen == ["vade-conv", "vade-mlp", "two-stage", "kmeans-pca"]
+    assert chosen == ["vade-conv", "vade-mlp", "two-stage", "two-stage-mlp", "kmeans-pca"]
     assert notes == ["ClustPy skipped: pip install failed (no network)"]
     assert run.methods(run.parse([]), []) == chosen  # without --clustpy: not even tried
 
@@ -173,3 +174,14 @@ def test_a_failed_run_is_listed_and_the_status_is_one(tmp_path, monkeypatch, cap
     assert failures == [f"- labelled-{tmp_path.name} kmeans-pca seed 0: InputError: {catalogue}: none of its 4 selected "
                         f"inputs could be read (reasons: {next((tmp_path / 'results').rglob('rejects.csv'))})"]
     assert not list((tmp_path / "results" / "clustering").glob("*.json"))  # nothing recorded: retried next time
+
+
+def test_each_two_stage_baseline_shares_its_vade_network(tmp_path):
+    """The baselines differ from VaDE only in training: same backbone, method two_stage."""
+    dataset = clustering.Dataset("d", tmp_path / "c.csv", "label", Config.from_preset("tiny"),
+                                 mlp_config=Config.from_preset("tiny", model={"backbone": "mlp"}))
+    for vade, baseline in (("vade-conv", "two-stage"), ("vade-mlp", "two-stage-mlp")):
+        ours, theirs = dataset.method_config(vade), dataset.method_config(baseline)
+        assert (ours.train.method, theirs.train.method) == ("vade", "two_stage")
+        assert theirs.model == ours.model and theirs.data == ours.data
+    assert dataset.method_config("two-stage-mlp").model.backbone == "mlp"
