@@ -115,6 +115,12 @@ def test_class_best_components():
     assert table.loc["round", "best_component"] == 1
     assert table.loc["round", "purity"] == pytest.approx(5 / 6)
     assert table.loc["round", "component_size"] == 6 and table.loc["round", "size"] == 6
+    assert table["share"].tolist() == [0.5, 0.5]
+    # A one-member component is trivially pure: at min_size 2 it is out of the running.
+    labels, clusters_ = np.array(["a", "a", "b", "b", "b"]), np.array([7, 8, 8, 8, 8])
+    assert metrics.class_best_components(labels, clusters_).loc["a", "best_component"] == 7
+    sized = metrics.class_best_components(labels, clusters_, min_size=2)
+    assert sized.loc["a", "best_component"] == 8 and sized.loc["a", "purity"] == 0.25
 
 
 # -- choosing K --------------------------------------------------------------------------------

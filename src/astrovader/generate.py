@@ -476,7 +476,6 @@ def run_generate(run_dir: str | Path, out: str | Path, request: GenerateRequest,
     """Make every product the request asks for in folder `out` (PNG + arrays, and generate.json
     describing them, updated, not replaced, by later runs); returns a one-line summary."""
     from astrovader.model.io import load_model
-    from astrovader.runtime import choose_precision
 
     if request.n == 0 and not request.needs_galaxies:
         raise AstroVaDErError("generate: nothing to make; give --n, --tour, --traversal, --deblend or --interpolate")
@@ -484,7 +483,6 @@ def run_generate(run_dir: str | Path, out: str | Path, request: GenerateRequest,
         raise AstroVaDErError("generate: --deblend ID and --clean-component C go together")
     run_dir, out = Path(run_dir), Path(out)
     model, _ = load_model(run_dir)
-    model.set_precision(choose_precision(model.config.train.precision, "cpu"))
     manifest: dict = {"run": str(run_dir.resolve()), "precision": model.precision}
     done: list[str] = []
     try:

@@ -83,16 +83,20 @@ def calinski_harabasz(embeddings: np.ndarray, clusters: np.ndarray) -> float:
     return float(calinski_harabasz_score(embeddings, clusters))
 
 
-def class_best_components(labels: np.ndarray, clusters: np.ndarray) -> pd.DataFrame:
-    """Per class: its size, the purest component for it (the largest fraction of members in
-    the class), that purity, the component's size and the fraction of the class it holds."""
+def class_best_components(labels: np.ndarray, clusters: np.ndarray, min_size: int = 1) -> pd.DataFrame:
+    """Per class: its size and share of all objects, the purest component for it among those
+    with at least `min_size` members (a one-object component is trivially pure), that purity,
+    the component's size and the fraction of the class it holds."""
     table = contingency(labels, clusters)
-    shares = table / table.sum(axis=0)  # fraction of each component's members in each class
+    sizes = table.sum(axis=0)
+    candidates = table.loc[:, sizes >= min_size] if (sizes >= min_size).any() else table
+    shares = candidates / candidates.sum(axis=0)  # fraction of each component's members in each class
     best = shares.idxmax(axis=1)
     return pd.DataFrame({
         "size": table.sum(axis=1),
+        "share": table.sum(axis=1) / sizes.sum(),
         "best_component": best,
         "purity": shares.max(axis=1),
-        "component_size": table.sum(axis=0)[best].to_numpy(),
+        "component_size": sizes[best].to_numpy(),
         "completeness": [table.loc[name, component] / table.loc[name].sum() for name, component in best.items()],
     })

@@ -28,6 +28,9 @@ from astrovader.generate import decode, report_figures
 from astrovader.io import write_json_atomic, write_text_atomic
 
 LABEL_COLUMNS = ("label_name", "gz1_class_name", "label", "gz1_class")
+# Per-class purest component: only components of at least this many members (or 1 % of the
+# objects) compete, so that a one-galaxy component is not reported as 100 % pure.
+MIN_COMPONENT_SIZE = 10
 
 
 @dataclass
@@ -318,10 +321,12 @@ def known_classes(context: Context) -> None:
     context.tables["class_component"] = {str(name): row.to_dict() for name, row in table.iterrows()}
     parts.append(Page.table(table, "Objects per class (rows) and component (columns)."))
     parts.append(Page.table(metrics.component_purity(labels, components), "Per component: majority class and purity."))
-    best = metrics.class_best_components(labels, components)
+    min_size = max(MIN_COMPONENT_SIZE, len(labels) // 100)
+    best = metrics.class_best_components(labels, components, min_size=min_size)
     context.tables["class_best_components"] = best.reset_index().astype({"class": str}).to_dict(orient="records")
-    parts.append(Page.table(best, "Per class: the purest component for it, its purity, its size and the fraction "
-                                  "of the class it holds (completeness)."))
+    parts.append(Page.table(best, f"Per class: its share of all objects, the purest component for it among those of at "
+                                  f"least {min_size} members, its purity, its size and the fraction of the class it "
+                                  "holds (completeness)."))
 
 
 def label_column(table: pd.DataFrame, requested: str | None) -> str | None:

@@ -12,6 +12,7 @@ from astrovader.config import Config
 from astrovader.errors import InputError
 from astrovader.io import read_json, write_json_atomic, write_with
 from astrovader.model.vade import VaDE
+from astrovader.runtime import choose_precision
 
 WEIGHTS, METADATA = "model.safetensors", "model.json"
 
@@ -33,7 +34,9 @@ def save_model(folder: Path, model: VaDE, config: Config, label_names: list[str]
 
 
 def load_model(folder: str | Path) -> tuple[VaDE, dict[str, Any]]:
-    """(model in eval mode on the CPU, metadata) from a run folder or its model.json's folder."""
+    """(model in eval mode on the CPU, metadata) from a run folder or its model.json's folder.
+    The precision is the one training would pick on this CPU (`runtime.choose_precision`), so
+    that the Python API, `predict`, `generate` and the report give the same components."""
     folder = Path(folder)
     if not (folder / METADATA).exists() or not (folder / WEIGHTS).exists():
         raise InputError(f"{folder}: no trained model ({WEIGHTS} + {METADATA}); train one or resume the run")
@@ -41,4 +44,5 @@ def load_model(folder: str | Path) -> tuple[VaDE, dict[str, Any]]:
     config = Config.from_dict(metadata["config"], source=str(folder / METADATA))
     model = VaDE(config)
     model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    model.set_precision(choose_precision(config.train.precision, "cpu"))
     return model.eval(), metadata
