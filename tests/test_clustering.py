@@ -10,16 +10,23 @@ from astrovader.train.run import train_run
 
 
 def test_vade_separates_the_blob_shapes(blob_cache, tiny_config, tmp_path):
+    """Median over 3 seeds: a model this tiny lands in a poor optimum for some seeds and some
+    CPUs' rounding (seen: NMI from 0.02 to 1.0), a broken one in every seed."""
     from astrovader.data.cache import Cache
     from astrovader.data.loader import read_rows
 
-    longer = {"train.alpha_epochs": 12, "train.anneal_epochs": 2, "train.static_epochs": 2}
-    train_run(tmp_path / "run", tiny_config.with_overrides(longer), blob_cache, progress=False)
-    model = AstroVaDEr.load(tmp_path / "run")
     cache = Cache(blob_cache)
     test = cache.split("test")
-    scores = label_scores(test["label"].to_numpy(), model.predict(read_rows(cache.images, test["row"].to_numpy())))
-    assert scores["nmi"] > 0.4 and scores["accuracy"] > 0.6, scores
+    pixels = read_rows(cache.images, test["row"].to_numpy())
+    longer = {"train.alpha_epochs": 20, "train.gmm_batches": 24, "train.anneal_epochs": 2, "train.static_epochs": 2}
+    nmi, accuracy = [], []
+    for seed in range(3):
+        run = tmp_path / f"seed{seed}"
+        train_run(run, tiny_config.with_overrides({**longer, "train.seed": seed}), blob_cache, progress=False)
+        scores = label_scores(test["label"].to_numpy(), AstroVaDEr.load(run).predict(pixels))
+        nmi.append(scores["nmi"])
+        accuracy.append(scores["accuracy"])
+    assert np.median(nmi) > 0.4 and np.median(accuracy) > 0.6, (nmi, accuracy)
 
 
 def test_fashion_mnist_subset_clusters_well_above_chance(fashion_dir, tmp_path):
