@@ -88,15 +88,15 @@ def class_best_components(labels: np.ndarray, clusters: np.ndarray, min_size: in
     with at least `min_size` members (a one-object component is trivially pure), that purity,
     the component's size and the fraction of the class it holds."""
     table = contingency(labels, clusters)
-    sizes = table.sum(axis=0)
+    sizes, class_sizes = table.sum(axis=0), table.sum(axis=1)
     candidates = table.loc[:, sizes >= min_size] if (sizes >= min_size).any() else table
     shares = candidates / candidates.sum(axis=0)  # fraction of each component's members in each class
     best = shares.idxmax(axis=1)
     return pd.DataFrame({
-        "size": table.sum(axis=1),
-        "share": table.sum(axis=1) / sizes.sum(),
+        "size": class_sizes,
+        "share": class_sizes / sizes.sum(),
         "best_component": best,
         "purity": shares.max(axis=1),
         "component_size": sizes[best].to_numpy(),
-        "completeness": [table.loc[name, component] / table.loc[name].sum() for name, component in best.items()],
+        "completeness": [table.loc[name, component] / class_sizes[name] for name, component in best.items()],
     })
