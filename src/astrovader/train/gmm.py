@@ -9,6 +9,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
+# k-means seeds tried; the fit of highest likelihood is kept. One seed's GMM on a fixed
+# embedding ranged 52-55 % accuracy on Fashion-MNIST; ten agree to 0.01 point.
+GMM_RESTARTS = 10
+
 
 def fit_diagonal_gmm(embeddings: np.ndarray, n_components: int, seed: int) -> GaussianMixture:
     """A diagonal GaussianMixture seeded by k-means, as the paper and C20 use."""
@@ -17,7 +21,7 @@ def fit_diagonal_gmm(embeddings: np.ndarray, n_components: int, seed: int) -> Ga
         raise ValueError(f"{len(embeddings)} embeddings cannot initialise {n_components} components")
     mixture = GaussianMixture(
         n_components=n_components, covariance_type="diag", init_params="kmeans",
-        random_state=seed, reg_covar=1e-6, max_iter=200,
+        random_state=seed, reg_covar=1e-6, max_iter=200, n_init=GMM_RESTARTS,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
