@@ -10,7 +10,8 @@ time to reach the final accuracy is measured, not guessed.
 
 Each (dataset, method, seed) run writes results/clustering/<dataset>-<method>-seed<N>.json and
 is reused by a later invocation with the same settings (a killed full run resumes);
-`summary_table` turns the records of one budget into results/clustering.md.
+`summary_table` turns the records of one budget into results/clustering.md (quick runs: all
+under results/quick/).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Budget:
     simulated: int  # stamps in the simulated data set
     schedule: dict = field(default_factory=dict)  # train.* overrides for our methods
     clustpy_default_epochs: tuple[int, int] = clustpy_runner.DEFAULT_EPOCHS
+    folder: str = ""  # under results/: records and table of this budget, apart from the others'
 
 
 FULL = Budget("full", None, None, 6000)
@@ -69,7 +71,7 @@ FULL = Budget("full", None, None, 6000)
 QUICK = Budget(
     "quick", 500, 300, 500,
     {"train.alpha_epochs": 2, "train.anneal_epochs": 1, "train.static_epochs": 0, "train.periods": 1},
-    (10, 15),
+    (10, 15), folder="quick",
 )
 
 
@@ -350,8 +352,10 @@ def fingerprint(value) -> str:
 
 # -- all runs ----------------------------------------------------------------------------------
 
-def record_name(dataset: str, method: str, seed: int) -> str:
-    return f"clustering/{dataset}-{method}-seed{seed}"
+def record_name(dataset: str, method: str, seed: int, budget: Budget) -> str:
+    """results/[budget folder/]clustering/<dataset>-<method>-seed<N>: a quick run never
+    overwrites a full run's record."""
+    return str(Path(budget.folder) / "clustering" / f"{dataset}-{method}-seed{seed}")
 
 
 def run_all(datasets: list[Dataset], methods: list[str], seeds: list[int], budget: Budget,
@@ -369,7 +373,7 @@ def run_all(datasets: list[Dataset], methods: list[str], seeds: list[int], budge
                 identity = {"run": [dataset.name, method, seed], "budget": budget.name,
                             "config": run_config(dataset, method, seed, budget).to_dict(),
                             "catalogue": str(dataset.catalogue), "data": data_key}
-                path = RESULTS / f"{record_name(dataset.name, method, seed)}.json"
+                path = RESULTS / f"{record_name(dataset.name, method, seed, budget)}.json"
                 if path.exists() and read_json(path).get("fingerprint") == fingerprint(identity):
                     records.append(read_json(path))
                     echo(f"{dataset.name} {method} seed {seed}: reused {path.name}")
@@ -384,7 +388,7 @@ def run_all(datasets: list[Dataset], methods: list[str], seeds: list[int], budge
                     echo(f"FAILED {failures[-1]}")
                     continue
                 record["fingerprint"] = fingerprint(identity)
-                write_result(record_name(dataset.name, method, seed), record, echo=False)
+                write_result(record_name(dataset.name, method, seed, budget), record, echo=False)
                 records.append(record)
                 echo(describe(record))
     return records, failures
@@ -399,7 +403,7 @@ def describe(record: dict) -> str:
 
 def budget_records(budget: Budget) -> list[dict]:
     """Every record of this budget in results/clustering (earlier invocations' too)."""
-    records = [read_json(path) for path in sorted((RESULTS / "clustering").glob("*.json"))]
+    records = [read_json(path) for path in sorted((RESULTS / budget.folder / "clustering").glob("*.json"))]
     return [record for record in records if record.get("budget") == budget.name]
 
 

@@ -123,7 +123,7 @@ def run_clustering(arguments) -> list[str]:
     table = clustering.summary_table(clustering.budget_records(budget), budget, failures)
     if notes:
         table += "\n" + "\n".join(f"Note: {note}." for note in notes) + "\n"
-    path = write_text_atomic(RESULTS / "clustering.md", table)
+    path = write_text_atomic(RESULTS / budget.folder / "clustering.md", table)
     print(f"clustering: {len(records)} run(s), {len(failures)} failed -> {path}")
     return failures
 

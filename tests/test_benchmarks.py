@@ -39,7 +39,7 @@ def quick_run(blob_catalogue, tmp_path_factory):
 
 
 def records(results: Path) -> dict[str, dict]:
-    return {path.stem: json.loads(path.read_text()) for path in (results / "clustering").glob("*.json")}
+    return {path.stem: json.loads(path.read_text()) for path in (results / "quick" / "clustering").glob("*.json")}
 
 
 def test_quick_run_writes_one_record_per_dataset_method_and_seed(quick_run, blob_catalogue):
@@ -56,6 +56,8 @@ def test_quick_run_writes_one_record_per_dataset_method_and_seed(quick_run, blob
         assert 0 < record["time_to_final"]["seconds"] <= record["train_seconds"] <= record["wall_seconds"]
         assert record["config"]["model"]["n_components"] == 3
         assert record["machine"]["threads"] == 1
+    # A quick run keeps apart from a full run's records and table: it never overwrites them.
+    assert not list((results / "clustering").glob("*.json")) and not (results / "clustering.md").exists()
     # k-means on PCA of the pixels separates the blob shapes: well above chance (1/3).
     assert found[f"{dataset}-kmeans-pca-seed0"]["scores"]["accuracy"] > 0.6
 
@@ -77,7 +79,7 @@ def test_curves_score_every_epoch_with_a_prior_and_end_at_the_final_accuracy(qui
 
 def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogue):
     results, _ = quick_run
-    table = (results / "clustering.md").read_text()
+    table = (results / "quick" / "clustering.md").read_text()
     assert f"## labelled-{blob_catalogue.parent.name}" in table and "400 training / 50 test images (0 inputs rejected by prepare), K = 3." in table
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     for method in ("vade-conv", "two-stage", "kmeans-pca"):
@@ -92,11 +94,11 @@ def test_a_second_run_reuses_the_records(quick_run, monkeypatch, capsys):
     results, arguments = quick_run
     for module in (clustering, run):
         monkeypatch.setattr(module, "RESULTS", results)
-    before = {path.name: path.stat().st_mtime_ns for path in (results / "clustering").glob("*.json")}
+    before = {path.name: path.stat().st_mtime_ns for path in (results / "quick" / "clustering").glob("*.json")}
     assert run.main(["--quick", *arguments, "--only", "labelled", "kmeans-pca"]) == 0
     assert capsys.readouterr().out.count("reused") == 2
-    assert {path.name: path.stat().st_mtime_ns for path in (results / "clustering").glob("*.json")} == before
-    assert "| vade-conv |" in (results / "clustering.md").read_text()  # the table keeps earlier runs
+    assert {path.name: path.stat().st_mtime_ns for path in (results / "quick" / "clustering").glob("*.json")} == before
+    assert "| vade-conv |" in (results / "quick" / "clustering.md").read_text()  # the table keeps earlier runs
 
 
 def test_time_to_final_is_the_first_epoch_within_a_point():
@@ -169,11 +171,11 @@ def test_a_failed_run_is_listed_and_the_status_is_one(tmp_path, monkeypatch, cap
     status = run.main(["--quick", "--seeds", "1", "--labelled", str(catalogue), "--label-column", "label",
                        "--labelled-config", str(tmp_path / "tiny.yaml"), "--only", "labelled", "kmeans-pca"])
     assert status == 1 and "FAILED" in capsys.readouterr().out
-    table = (tmp_path / "results" / "clustering.md").read_text()
+    table = (tmp_path / "results" / "quick" / "clustering.md").read_text()
     failures = table.split("## Failed runs")[1].strip().splitlines()
     assert failures == [f"- labelled-{tmp_path.name} kmeans-pca seed 0: InputError: {catalogue}: none of its 4 selected "
                         f"inputs could be read (reasons: {next((tmp_path / 'results').rglob('rejects.csv'))})"]
-    assert not list((tmp_path / "results" / "clustering").glob("*.json"))  # nothing recorded: retried next time
+    assert not list((tmp_path / "results").rglob("*-seed0.json"))  # nothing recorded: retried next time
 
 
 def test_each_two_stage_baseline_shares_its_vade_network(tmp_path):
