@@ -373,7 +373,8 @@ def run_all(datasets: list[Dataset], methods: list[str], seeds: list[int], budge
                 identity = {"run": [dataset.name, method, seed], "budget": budget.name,
                             "config": run_config(dataset, method, seed, budget).to_dict(),
                             "catalogue": str(dataset.catalogue), "data": data_key}
-                path = RESULTS / f"{record_name(dataset.name, method, seed, budget)}.json"
+                name = record_name(dataset.name, method, seed, budget)
+                path = RESULTS / f"{name}.json"
                 if path.exists() and read_json(path).get("fingerprint") == fingerprint(identity):
                     records.append(read_json(path))
                     echo(f"{dataset.name} {method} seed {seed}: reused {path.name}")
@@ -388,7 +389,7 @@ def run_all(datasets: list[Dataset], methods: list[str], seeds: list[int], budge
                     echo(f"FAILED {failures[-1]}")
                     continue
                 record["fingerprint"] = fingerprint(identity)
-                write_result(record_name(dataset.name, method, seed, budget), record, echo=False)
+                write_result(name, record, echo=False)
                 records.append(record)
                 echo(describe(record))
     return records, failures
@@ -402,7 +403,7 @@ def describe(record: dict) -> str:
 
 
 def budget_records(budget: Budget) -> list[dict]:
-    """Every record of this budget in results/clustering (earlier invocations' too)."""
+    """Every record of this budget in its results/[folder/]clustering (earlier invocations' too)."""
     records = [read_json(path) for path in sorted((RESULTS / budget.folder / "clustering").glob("*.json"))]
     return [record for record in records if record.get("budget") == budget.name]
 
