@@ -21,6 +21,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -446,9 +447,29 @@ def summary_table(records: list[dict], budget: Budget, failures: list[str] = ())
         lines.append("")
     if failures:
         lines += ["## Failed runs", "", *[f"- {failure}" for failure in failures], ""]
+    lines += machines_section(records)
     if budget.name == "quick" and records:
         lines += [full_run_estimate(records), ""]
     return "\n".join(lines)
+
+
+def machines_section(records: list[dict]) -> list[str]:
+    """Which machines made the records (a table built over several sittings may mix them, and
+    then its times do not compare), with how many runs each."""
+    counts = Counter(machine_description(record.get("machine", {})) for record in records)
+    if not counts:
+        return []
+    lines = ["## Machines", ""] + [f"- {description}: {count} run(s)" for description, count in counts.items()]
+    if len(counts) > 1:
+        lines.append("- Several machines: compare the times of rows measured on the same machine only.")
+    return [*lines, ""]
+
+
+def machine_description(machine: dict) -> str:
+    bf16 = "native bf16" if machine.get("native_bf16") else "no native bf16"
+    return (f"{machine.get('cpu', 'CPU not recorded')}, {machine.get('threads', '?')} thread(s), "
+            f"{machine.get('cpu_capability', '?')}, {bf16}, allocator {machine.get('allocator', '?')}, "
+            f"torch {machine.get('torch', '?')}")
 
 
 def spread(values: list[float], style: str) -> str:

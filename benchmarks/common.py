@@ -55,7 +55,17 @@ def flops_per_item(run: Callable[[], object], items: int) -> float:
 def machine() -> dict[str, object]:
     from astrovader.runtime import runtime_info
 
-    return {**runtime_info(), "processor": platform.processor() or platform.machine()}
+    return {**runtime_info(), "processor": platform.processor() or platform.machine(), "cpu": cpu_model()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), so results name the machine they come from."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 def write_result(name: str, result: dict, echo: bool = True) -> Path:

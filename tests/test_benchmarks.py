@@ -88,6 +88,21 @@ def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogu
         accuracies = [run["scores"]["accuracy"] * 100 for name, run in records(results).items() if f"-{method}-" in name]
         assert cells[4] == clustering.spread(accuracies, "{:.1f}")
     assert "Estimated full clustering run" in table
+    # The table names the machine its runs were measured on (tables can be built over sittings).
+    record = records(results)[f"labelled-{blob_catalogue.parent.name}-kmeans-pca-seed0"]
+    assert f"- {clustering.machine_description(record['machine'])}: 6 run(s)" in table
+    assert machine()["cpu"] in table and "Several machines" not in table
+
+
+def test_machines_section_counts_runs_per_machine_and_warns_when_they_mix():
+    amd = {"cpu": "AMD EPYC", "threads": 2, "cpu_capability": "AVX512", "native_bf16": True, "allocator": "tcmalloc",
+           "torch": "2.13.0+cpu"}
+    section = clustering.machines_section([{"machine": amd}, {"machine": amd}, {"machine": {**amd, "cpu": "Xeon"}}])
+    assert section[2] == "- AMD EPYC, 2 thread(s), AVX512, native bf16, allocator tcmalloc, torch 2.13.0+cpu: 2 run(s)"
+    assert section[3].startswith("- Xeon, 2 thread(s)") and section[3].endswith(": 1 run(s)")
+    assert "Several machines" in section[4]
+    assert "Several machines" not in "\n".join(clustering.machines_section([{"machine": amd}]))
+    assert clustering.machines_section([]) == []
 
 
 def test_a_second_run_reuses_the_records(quick_run, monkeypatch, capsys):
