@@ -24,6 +24,17 @@ def test_paper_preset_holds_the_papers_numbers():
     assert config.model.gamma_scale == 50
 
 
+def test_fashion_mnist_backbones_differ_only_in_their_networks():
+    # The benchmark compares the conv and MLP backbones: same schedule, loss, latent space and
+    # pixel scaling, so a difference in scores comes from the network.
+    conv, mlp = (Config.from_yaml(CONFIGS / f"fashion-mnist-{name}.yaml").to_dict() for name in ("conv", "mlp"))
+    assert conv["train"] == mlp["train"] and conv["train"]["alpha_epochs"] == 20 and conv["train"]["periods"] == 2
+    for key in ("reconstruction", "latent_dim", "n_components"):
+        assert conv["model"][key] == mlp["model"][key]
+    assert (conv["model"]["backbone"], mlp["model"]["backbone"]) == ("conv", "mlp")
+    assert {key for key in conv["data"] if conv["data"][key] != mlp["data"][key]} == {"image_size", "resize_filter"}
+
+
 def test_yaml_round_trip(tmp_path):
     config = Config.from_preset("tiny").with_overrides({"train.seed": 7, "data.where": "label < 3"})
     path = tmp_path / "config.yaml"
