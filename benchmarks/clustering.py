@@ -41,7 +41,7 @@ from astrovader.io import read_json, write_with
 from astrovader.predict import model_outputs
 from astrovader.train.run import train_run
 from benchmarks import clustpy_runner
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import QUICK as QUICK_FOLDER, RESULTS, write_result
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = REPOSITORY / "configs"
@@ -72,7 +72,7 @@ FULL = Budget("full", None, None, 6000)
 QUICK = Budget(
     "quick", 500, 300, 500,
     {"train.alpha_epochs": 2, "train.anneal_epochs": 1, "train.static_epochs": 0, "train.periods": 1},
-    (10, 15), folder="quick",
+    (10, 15), folder=QUICK_FOLDER,
 )
 
 

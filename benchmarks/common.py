@@ -19,6 +19,12 @@ from torch.utils.flop_counter import FlopCounterMode
 # ASTROVADER_BENCHMARK_RESULTS moves the results elsewhere (the tests use it to leave
 # benchmarks/results/ alone).
 RESULTS = Path(os.environ.get("ASTROVADER_BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")
+QUICK = "quick"  # results/quick/: a quick run's records and tables, apart from a full run's
+
+
+def result_name(name: str, quick: bool) -> str:
+    """`name` under results/, or under results/quick/ for a quick run: it never overwrites a full run's."""
+    return f"{QUICK}/{name}" if quick else name
 
 
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:

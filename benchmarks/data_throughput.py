@@ -15,7 +15,7 @@ from pathlib import Path
 from astrovader.config import DataConfig
 from astrovader.data.cache import Cache, prepare
 from astrovader.data.loader import EpochBatches
-from benchmarks.common import rate, write_result
+from benchmarks.common import rate, result_name, write_result
 from benchmarks.simulate_throughput import measure as simulate_rate
 from benchmarks.train_throughput import training_step
 
@@ -68,7 +68,7 @@ def main() -> None:
     print(f"loader: {loader:.0f} img/s = {loader / training:.0f}x the cpu-preset training rate ({training:.0f} img/s)")
     for run in simulated:
         print(f"simulate {run['size']} px, 2 workers: {run['stamps_per_second']} stamps/s")
-    write_result("data_throughput", {
+    write_result(result_name("data_throughput", arguments.quick), {
         "prepare": prepared,
         "loader_images_per_second": round(loader, 1),
         "training_images_per_second_cpu_preset": round(training, 1),

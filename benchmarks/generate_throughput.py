@@ -24,7 +24,7 @@ from astrovader.generate import decode, sample_images, write_samples
 from astrovader.model.vade import VaDE
 from astrovader.predict import BLOCK
 from astrovader.runtime import choose_precision
-from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 
 SETTINGS = [("cpu", 64), ("cpu", 128), ("paper", 64), ("paper", 128)]
 PAPER_IMAGES_PER_SECOND = 300_000 / 60  # three V100s, 128 px
@@ -82,7 +82,7 @@ def main() -> None:
               flush=True)
     stream = streamed("cpu", 64, precision, stream_count)
     print(f"cpu     64 px streamed to .npy + Parquet: {stream['images_per_second']:.1f} img/s", flush=True)
-    write_result("generate_throughput", {
+    write_result(result_name("generate_throughput", arguments.quick), {
         "quick": arguments.quick, "matmul_peak_gflops": round(peak, 1), "precision": precision,
         "paper_images_per_second_3xV100": PAPER_IMAGES_PER_SECOND, "runs": runs, "streamed": stream,
     })

@@ -30,7 +30,7 @@ from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import BLOCK, model_outputs, predict_catalogue
 from astrovader.runtime import choose_precision
-from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 
 SETTINGS = [("cpu", 64), ("paper", 128)]
 IMAGES = {64: (512, 4096), 128: (192, 1024)}  # end-to-end images by size: (--quick, full)
@@ -104,7 +104,7 @@ def main() -> None:
               f"({run['fraction_of_peak']:.0%} of the matmul peak), end to end "
               f"{run['end_to_end']['images_per_second']:7.1f} img/s; 10^8 galaxies: {run['hours_for_1e8']:,} h on "
               f"this machine, {run['nodes_like_this_for_1e8_in_7_hours']:,} such nodes for 7 h", flush=True)
-    write_result("predict_throughput", {
+    write_result(result_name("predict_throughput", arguments.quick), {
         "matmul_peak_gflops": round(peak, 1), "precision": precision, "quick": arguments.quick, "runs": runs,
     })
 

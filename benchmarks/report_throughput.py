@@ -30,7 +30,7 @@ from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import BLOCK, model_outputs
 from astrovader.runtime import choose_precision, runtime_info
-from benchmarks.common import flops_per_item, matmul_peak_gflops, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result
 
 GZ1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz1-sdss" / "catalog.csv"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -108,7 +108,7 @@ def main() -> None:
     print(f"report of {report.objects} galaxies (64 px, cpu net, {precision}): {total:.1f} s, {report.figures} figures; "
           f"load + encode + losses {first:.1f} s; sections {sections}; encoding {encode_rate:.0f} img/s "
           f"({achieved / peak:.0%} of the {precision} matmul peak)", flush=True)
-    write_result("report_throughput", result)
+    write_result(result_name("report_throughput", arguments.quick), result)
 
 
 if __name__ == "__main__":

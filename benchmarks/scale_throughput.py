@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback
 
 from astrovader.config import Config
 from astrovader.data.cache import split_sizes
-from benchmarks.common import flops_per_item, matmul_peak_gflops, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result
 from benchmarks.train_throughput import training_step
 
 
@@ -115,7 +115,7 @@ def main() -> None:
                   flush=True)
     efficiency = runs[2]["speedup_over_one_thread"] / cores
     print(f"data-parallel efficiency on {cores} cores: {efficiency:.2f}")
-    write_result("scale_throughput", {
+    write_result(result_name("scale_throughput", arguments.quick), {
         **setting, "gflop_per_image": round(gflop, 3), "matmul_peak_gflops": {"fp32": round(peak, 1)},
         "runs": runs, "data_parallel_efficiency": round(efficiency, 3),
     })

@@ -5,7 +5,8 @@ data layer.
 
 Each script runs in its own process (`python -m benchmarks.<name>_throughput [--quick]`, as by
 hand), so one script's thread pools and memory never colour the next one's numbers; its output
-goes to results/logs/<name>_throughput.log and its numbers to results/<name>_throughput.json.
+goes to results/logs/<name>_throughput.log and its numbers to results/<name>_throughput.json
+(a quick run's: under results/quick/, so it never overwrites a full run's).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from astrovader.io import read_json, write_text_atomic
-from benchmarks.common import RESULTS
+from benchmarks.common import RESULTS, result_name
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "predict", "generate", "data", "scale")
@@ -27,14 +28,14 @@ def run_scripts(names: list[str], quick: bool, echo=print) -> dict[str, dict]:
     outcomes = {}
     for name in names:
         module = f"{name}_throughput"
-        log = RESULTS / "logs" / f"{module}.log"
+        log = RESULTS / result_name(f"logs/{module}.log", quick)
         log.parent.mkdir(parents=True, exist_ok=True)
         echo(f"throughput: {module}{' --quick' if quick else ''} (log: {log})")
         started = time.time()
         with open(log, "w") as handle:
             done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *(["--quick"] if quick else [])],
                                   cwd=REPOSITORY, stdout=handle, stderr=subprocess.STDOUT)
-        path = RESULTS / f"{module}.json"
+        path = RESULTS / f"{result_name(module, quick)}.json"
         fresh = done.returncode == 0 and path.exists() and path.stat().st_mtime >= started
         outcomes[name] = {
             "seconds": round(time.time() - started, 1),
@@ -144,4 +145,4 @@ def data_rows(outcomes) -> list[str]:
 
 
 def write_table(outcomes: dict[str, dict], quick: bool) -> Path:
-    return write_text_atomic(RESULTS / "throughput.md", throughput_table(outcomes, quick))
+    return write_text_atomic(RESULTS / result_name("throughput.md", quick), throughput_table(outcomes, quick))

@@ -19,7 +19,7 @@ import torch
 from astrovader.config import Config
 from astrovader.model.vade import VaDE
 from astrovader.runtime import choose_precision
-from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, write_result
+from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 
 SETTINGS = [("paper", 128), ("paper", 64), ("cpu", 64), ("cpu", 128), ("tiny", 64)]
 BATCH = 32
@@ -81,7 +81,7 @@ def main() -> None:
             runs.append({"path": label, **run})
             print(f"{preset:6s} {size:3d} px {label:7s} {precision}: {run['images_per_second']:7.1f} img/s, "
                   f"{run['fraction_of_peak']:.0%} of the {precision} matmul peak", flush=True)
-    write_result("train_throughput", {"matmul_peak_gflops": peak, "default_precision": default, "runs": runs})
+    write_result(result_name("train_throughput", arguments.quick), {"matmul_peak_gflops": peak, "default_precision": default, "runs": runs})
 
 
 if __name__ == "__main__":

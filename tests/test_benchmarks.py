@@ -13,7 +13,7 @@ import pytest
 
 from astrovader.config import Config
 from benchmarks import clustering, clustpy_runner, run, throughput
-from benchmarks.common import machine
+from benchmarks.common import machine, result_name
 from benchmarks.train_throughput import measure
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -174,7 +174,11 @@ def test_throughput_table_from_a_real_measurement_and_a_failed_script(tmp_path, 
                 f"{step['gflop_per_image']} | {step['fraction_of_peak']:.1%} |")
     assert expected in table and step["images_per_second"] > 0
     assert "| missing_throughput |" in table and "exit status 1; see" in table
-    assert outcomes["missing"]["result"] is None and (tmp_path / "logs" / "missing_throughput.log").exists()
+    assert outcomes["missing"]["result"] is None and (tmp_path / "quick" / "logs" / "missing_throughput.log").exists()
+    # A quick run's table and records stay apart from a full run's: it never overwrites them.
+    assert throughput.write_table(outcomes, quick=True) == tmp_path / "quick" / "throughput.md"
+    assert throughput.write_table(outcomes, quick=False) == tmp_path / "throughput.md"
+    assert [result_name("train_throughput", quick) for quick in (True, False)] == ["quick/train_throughput", "train_throughput"]
 
 
 def test_a_failed_run_is_listed_and_the_status_is_one(tmp_path, monkeypatch, capsys):
