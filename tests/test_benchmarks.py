@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from astrovader.config import Config
@@ -55,6 +56,7 @@ def test_quick_run_writes_one_record_per_dataset_method_and_seed(quick_run, blob
         assert 1 / 3 <= record["scores"]["accuracy"] <= 1 and 0 <= record["scores"]["nmi"] <= 1
         assert 0 < record["time_to_final"]["seconds"] <= record["train_seconds"] <= record["wall_seconds"]
         assert record["config"]["model"]["n_components"] == 3
+        assert 1 / 3 <= record["largest_class_share"] < 1
         assert record["machine"]["threads"] == 1
     # A quick run keeps apart from a full run's records and table: it never overwrites them.
     assert not list((results / "clustering").glob("*.json")) and not (results / "clustering.md").exists()
@@ -81,6 +83,8 @@ def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogu
     results, _ = quick_run
     table = (results / "quick" / "clustering.md").read_text()
     assert f"## labelled-{blob_catalogue.parent.name}" in table and "400 training / 50 test images (0 inputs rejected by prepare), K = 3." in table
+    share = records(results)[f"labelled-{blob_catalogue.parent.name}-vade-conv-seed0"]["largest_class_share"]
+    assert f"The largest class holds {share:.1%} of the test images" in table
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     for method in ("vade-conv", "two-stage", "kmeans-pca"):
         cells = [cell.strip() for cell in rows[method].strip("|").split("|")]
@@ -114,6 +118,13 @@ def test_a_second_run_reuses_the_records(quick_run, monkeypatch, capsys):
     assert capsys.readouterr().out.count("reused") == 2
     assert {path.name: path.stat().st_mtime_ns for path in (results / "quick" / "clustering").glob("*.json")} == before
     assert "| vade-conv |" in (results / "quick" / "clustering.md").read_text()  # the table keeps earlier runs
+
+
+def test_largest_class_share_is_the_accuracy_of_one_cluster():
+    from astrovader.analysis.metrics import hungarian_accuracy
+
+    labels = np.array([0] * 7 + [1] * 2 + [2])
+    assert clustering.largest_class_share(labels) == 0.7 == hungarian_accuracy(labels, np.zeros(10, dtype=int))
 
 
 def test_time_to_final_is_the_first_epoch_within_a_point():
