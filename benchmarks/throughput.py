@@ -57,7 +57,7 @@ def throughput_table(outcomes: dict[str, dict], quick: bool) -> str:
         peak, default = train["matmul_peak_gflops"], train["default_precision"]
         machine = train["machine"]
         lines += [
-            f"Machine: {machine['processor']}, {machine['threads']} torch thread(s), allocator {machine['allocator']}, "
+            f"Machine: {machine.get('cpu', machine['processor'])}, {machine['threads']} torch thread(s), allocator {machine['allocator']}, "
             f"torch {machine['torch']}, CPU capability {machine['cpu_capability']}.", "",
             f"Matmul peak (square matmuls, measured by train_throughput): fp32 {peak['fp32']:.1f} GFLOP/s, "
             f"bf16 {peak['bf16']:.1f} GFLOP/s.", "",

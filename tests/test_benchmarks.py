@@ -181,6 +181,7 @@ def test_throughput_table_from_a_real_measurement_and_a_failed_script(tmp_path, 
     table = throughput.throughput_table(outcomes, quick=True)
     assert "fp32 50.0 GFLOP/s, bf16 5.0 GFLOP/s" in table and "run 10x slower than fp32" in table
     assert "the default path IS the naive fp32 NCHW" in table
+    assert f"Machine: {machine()['cpu']}, " in table
     expected = (f"| training step | tiny | 16 px | default (fp32) | {step['images_per_second']} | "
                 f"{step['gflop_per_image']} | {step['fraction_of_peak']:.1%} |")
     assert expected in table and step["images_per_second"] > 0
