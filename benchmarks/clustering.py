@@ -41,7 +41,7 @@ from astrovader.io import read_json, write_with
 from astrovader.predict import model_outputs
 from astrovader.train.run import train_run
 from benchmarks import clustpy_runner
-from benchmarks.common import QUICK as QUICK_FOLDER, RESULTS, write_result
+from benchmarks.common import QUICK as QUICK_FOLDER, RESULTS, machine_description, write_result
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = REPOSITORY / "configs"
@@ -476,13 +476,6 @@ def machines_section(records: list[dict]) -> list[str]:
     if len(counts) > 1:
         lines.append("- Several machines: compare the times of rows measured on the same machine only.")
     return [*lines, ""]
-
-
-def machine_description(machine: dict) -> str:
-    bf16 = "native bf16" if machine.get("native_bf16") else "no native bf16"
-    return (f"{machine.get('cpu', 'CPU not recorded')}, {machine.get('threads', '?')} thread(s), "
-            f"{machine.get('cpu_capability', '?')}, {bf16}, allocator {machine.get('allocator', '?')}, "
-            f"torch {machine.get('torch', '?')}")
 
 
 def spread(values: list[float], style: str) -> str:

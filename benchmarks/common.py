@@ -64,6 +64,14 @@ def machine() -> dict[str, object]:
     return {**runtime_info(), "processor": platform.processor() or platform.machine(), "cpu": cpu_model()}
 
 
+def machine_description(machine: dict) -> str:
+    """One line naming a `machine()` record (older records lack some keys)."""
+    bf16 = "native bf16" if machine.get("native_bf16") else "no native bf16"
+    return (f"{machine.get('cpu', 'CPU not recorded')}, {machine.get('threads', '?')} thread(s), "
+            f"{machine.get('cpu_capability', '?')}, {bf16}, allocator {machine.get('allocator', '?')}, "
+            f"torch {machine.get('torch', '?')}")
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux /proc/cpuinfo), so results name the machine they come from."""
     try:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from astrovader.io import read_json, write_text_atomic
-from benchmarks.common import RESULTS, result_name
+from benchmarks.common import RESULTS, machine_description, result_name
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "predict", "generate", "data", "scale")
@@ -55,10 +55,8 @@ def throughput_table(outcomes: dict[str, dict], quick: bool) -> str:
     train = (outcomes.get("train") or {}).get("result")
     if train:
         peak, default = train["matmul_peak_gflops"], train["default_precision"]
-        machine = train["machine"]
         lines += [
-            f"Machine: {machine.get('cpu', machine['processor'])}, {machine['threads']} torch thread(s), allocator {machine['allocator']}, "
-            f"torch {machine['torch']}, CPU capability {machine['cpu_capability']}.", "",
+            f"Machine: {machine_description(train['machine'])}.", "",
             f"Matmul peak (square matmuls, measured by train_throughput): fp32 {peak['fp32']:.1f} GFLOP/s, "
             f"bf16 {peak['bf16']:.1f} GFLOP/s.", "",
             f"Default precision: {default}. " + (

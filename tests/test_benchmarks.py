@@ -14,7 +14,7 @@ import pytest
 
 from astrovader.config import Config
 from benchmarks import clustering, clustpy_runner, run, throughput
-from benchmarks.common import machine, result_name
+from benchmarks.common import machine, machine_description, result_name
 from benchmarks.train_throughput import measure
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogu
     assert "Estimated full clustering run" in table
     # The table names the machine its runs were measured on (tables can be built over sittings).
     record = records(results)[f"labelled-{blob_catalogue.parent.name}-kmeans-pca-seed0"]
-    assert f"- {clustering.machine_description(record['machine'])}: 6 run(s)" in table
+    assert f"- {machine_description(record['machine'])}: 6 run(s)" in table
     assert machine()["cpu"] in table and "Several machines" not in table
 
 
