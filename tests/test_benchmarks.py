@@ -165,7 +165,7 @@ def test_clustpy_is_skipped_with_a_note_when_its_environment_cannot_be_made(monk
     monkeypatch.setattr(clustpy_runner, "ensure_venv", refuse)
     notes: list[str] = []
     chosen = run.methods(run.parse(["--clustpy"]), notes)
-    assert chosen == ["vade-conv", "vade-mlp", "two-stage", "two-stage-mlp", "kmeans-pca"]
+    assert chosen == ["vade-conv", "vade-mlp", "two-stage", "two-stage-mlp", "kmeans-pca", "pca-gmm", "pca-gmm-full"]
     assert notes == ["ClustPy skipped: pip install failed (no network)"]
     assert run.methods(run.parse([]), []) == chosen  # without --clustpy: not even tried
 

@@ -30,7 +30,7 @@ from astrovader.io import read_json, write_json_atomic
 from astrovader.model.io import load_model, save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import model_outputs
-from astrovader.train.gmm import fit_diagonal_gmm
+from astrovader.train.gmm import fit_gmm
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def run(blob_cache, tiny_config, tmp_path_factory):
         head.weight.div_(torch.from_numpy(mu.std(0))[:, None])
         head.bias.sub_(torch.from_numpy(mu.mean(0))).div_(torch.from_numpy(mu.std(0)))
     mu = model_outputs(model, images, reconstruct=False)["mu"]
-    mixture = fit_diagonal_gmm(mu, tiny_config.model.n_components, seed=0)
+    mixture = fit_gmm(mu, tiny_config.model.n_components, seed=0)
     model.prior.set_from_gmm(mixture.weights_, mixture.means_, mixture.covariances_)
     folder = tmp_path_factory.mktemp("generate") / "run"
     save_model(folder, model, tiny_config)

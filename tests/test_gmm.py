@@ -1,7 +1,7 @@
 """The Gaussian-mixture fit shared by the s3VDC initialisation and the two-stage baseline."""
 
 import numpy as np
-from astrovader.train.gmm import fit_diagonal_gmm
+from astrovader.train.gmm import fit_gmm
 
 
 def _blobs(seed: int = 0) -> np.ndarray:
@@ -15,10 +15,10 @@ def _blobs(seed: int = 0) -> np.ndarray:
 
 def test_restarts_make_the_fit_independent_of_the_seed_and_at_least_as_good_as_one_start():
     embeddings = _blobs()
-    fits = [fit_diagonal_gmm(embeddings, 10, seed) for seed in range(4)]
+    fits = [fit_gmm(embeddings, 10, seed) for seed in range(4)]
     bounds = [fit.lower_bound_ for fit in fits]
     assert max(bounds) - min(bounds) < 1e-6, bounds
-    single = [fit_diagonal_gmm(embeddings, 10, seed, restarts=1).lower_bound_ for seed in range(4)]
+    single = [fit_gmm(embeddings, 10, seed, restarts=1).lower_bound_ for seed in range(4)]
     assert min(bounds) >= max(single) - 1e-9
     assert max(single) - min(single) > 1e-3  # the data really has local optima for one start
     assert all(fit.covariance_type == "diag" and fit.converged_ for fit in fits)

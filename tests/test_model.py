@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from torch.distributions import Categorical, Normal, kl_divergence
+from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
 
 from astrovader.config import Config
 from astrovader.model.losses import kl_mixture, kl_standard_normal, reconstruction_loss
@@ -44,6 +44,65 @@ def _prior(seed=0, k=4, j=3):
         prior.means.copy_(torch.randn(k, j, generator=generator) * 3)
         prior.log_variances.copy_(torch.randn(k, j, generator=generator) * 0.3)
     return prior
+
+
+def _full_prior(seed=0, k=4, j=3):
+    prior = MixturePrior(k, j, covariance="full")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        prior.logits.copy_(torch.randn(k, generator=generator))
+        prior.means.copy_(torch.randn(k, j, generator=generator) * 3)
+        prior.log_variances.copy_(torch.randn(k, j, generator=generator) * 0.3)
+        prior.lower.copy_(torch.randn(k, j, j, generator=generator) * 0.5)
+    return prior
+
+
+def test_full_covariance_prior_matches_torch_distributions():
+    prior = _full_prior()
+    tril = prior.scale_tril().detach()
+    assert torch.all(torch.triu(tril, diagonal=1) == 0) and not torch.all(torch.tril(tril, diagonal=-1) == 0)
+    z = torch.randn(7, 3) * 2
+    expected = torch.stack([MultivariateNormal(prior.means[c], scale_tril=tril[c]).log_prob(z) for c in range(4)], 1)
+    torch.testing.assert_close(prior.log_likelihoods(z), expected, rtol=1e-5, atol=1e-5)
+    # Eq. 11 with full covariances = KL(gamma || pi) + sum_c gamma_c KL(N(mu, diag sigma^2) || N(mu_c, Sigma_c)).
+    mu, logvar = torch.randn(7, 3), torch.randn(7, 3) * 0.5
+    q = MultivariateNormal(mu, scale_tril=torch.diag_embed((0.5 * logvar).exp()))
+    log_gamma = torch.log_softmax(torch.randn(7, 4), dim=1)
+    gamma = log_gamma.exp()
+    gaussian = torch.stack([kl_divergence(q, MultivariateNormal(prior.means[c], scale_tril=tril[c])) for c in range(4)], 1)
+    categorical = kl_divergence(Categorical(probs=gamma), Categorical(probs=prior.log_weights().exp()))
+    torch.testing.assert_close(kl_mixture(mu, logvar, log_gamma, prior), categorical + (gamma * gaussian).sum(1),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_full_prior_with_no_correlations_is_the_diagonal_prior():
+    diagonal, full = _prior(), MixturePrior(4, 3, covariance="full")
+    full.load_state_dict({**diagonal.state_dict(), "lower": torch.randn(4, 3, 3).triu()}, strict=True)
+    z, logvar = torch.randn(6, 3) * 3, torch.randn(6, 3)
+    torch.testing.assert_close(full.log_joint(z), diagonal.log_joint(z))
+    log_gamma = diagonal.log_responsibilities(z)
+    torch.testing.assert_close(kl_mixture(z, logvar, log_gamma, full), kl_mixture(z, logvar, log_gamma, diagonal))
+
+
+def test_full_prior_takes_a_fitted_gaussian_mixture_and_samples_its_covariance():
+    source = _full_prior(k=3, j=2)
+    covariances = source.covariances().detach().numpy()
+    prior = MixturePrior(3, 2, covariance="full")
+    prior.set_from_gmm(np.array([0.2, 0.3, 0.5]), source.means.detach().numpy(), covariances)
+    np.testing.assert_allclose(prior.covariances().detach().numpy(), covariances, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(prior.log_weights().exp().detach().numpy(), [0.2, 0.3, 0.5], rtol=1e-6)
+    _, z = prior.sample(20000, torch.Generator().manual_seed(0), torch.full((20000,), 2))
+    np.testing.assert_allclose(np.cov(z.numpy().T), covariances[2], atol=0.05 * np.abs(covariances[2]).max())
+    with pytest.raises(ValueError, match="diagonal prior"):
+        MixturePrior(3, 2).set_from_gmm(np.full(3, 1 / 3), np.zeros((3, 2)), covariances)
+
+
+def test_posterior_responsibilities_are_bayes_rule_and_keep_the_eq17_ranking():
+    prior, z = _prior(), torch.randn(8, 3) * 3
+    plain = MixturePrior(4, 3, responsibilities="posterior")
+    plain.load_state_dict(prior.state_dict())
+    torch.testing.assert_close(plain.responsibilities(z), prior.posterior(z))
+    assert torch.equal(plain.responsibilities(z).argmax(1), prior.responsibilities(z).argmax(1))
 
 
 def test_weights_stay_on_the_simplex():

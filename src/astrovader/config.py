@@ -62,6 +62,12 @@ class ModelConfig(_Section):
     n_components: int = Field(12, gt=0)
     reconstruction: Literal["mse", "bce"] = "mse"
     gamma_scale: float = Field(50.0, gt=0, description="lambda of the eq. 17 min-max scaling")
+    responsibilities: Literal["eq17", "posterior"] = Field(
+        "eq17", description="gamma in the loss: eq. 17-scaled (the paper) or the plain Bayes posterior (VaDE)"
+    )
+    covariance: Literal["diag", "full"] = Field(
+        "diag", description="mixture components' covariances: diagonal (the paper) or full"
+    )
     leaky_slope: float = Field(0.1, ge=0)
 
     @model_validator(mode="after")
@@ -84,6 +90,10 @@ class TrainConfig(_Section):
     # Small batches for the cpu preset: a ~5,000-image demo gets 300 steps per epoch, enough for
     # the autoencoder to leave the round-blob plateau (at 64 per batch it stays there; measured).
     batch_size: int = Field(16, gt=0)
+    pretrain: Literal["alpha", "autoencoder"] = Field(
+        "alpha", description="the first alpha_epochs: the paper's alpha phase (sampled z, alpha KL) or a plain "
+        "autoencoder (decodes mu_z, no KL; VaDE and ClustPy)"
+    )
     alpha: float = Field(0.0005, ge=0)
     alpha_epochs: int = Field(10, ge=1)
     gmm_batches: int = Field(50, gt=0)

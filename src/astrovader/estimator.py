@@ -128,8 +128,9 @@ class AstroVaDEr:
 
     @property
     def covariances_(self) -> np.ndarray:
-        """Diagonal covariances (K, J), as GaussianMixture(covariance_type='diag')."""
-        return self._model().prior.log_variances.exp().detach().numpy()
+        """Covariances as GaussianMixture names them: (K, J) for covariance_type 'diag',
+        (K, J, J) for 'full' (`model.covariance`)."""
+        return self._model().prior.covariances().detach().numpy()
 
     # -- inputs ---------------------------------------------------------------------------------
     def pixels(self, x) -> np.ndarray:

@@ -32,17 +32,19 @@ def kl_mixture(mu: torch.Tensor, logvar: torch.Tensor, log_gamma: torch.Tensor, 
     gamma from eqs. 12-13 and 17 (`log_gamma`, (N, K)). Without the constant J log 2pi.
 
     -1/2 sum_j (1 + log sigma_zj^2) - sum_c gamma_c (log pi_c - log gamma_c)
-    + 1/2 sum_c gamma_c sum_j (log sigma_cj^2 + (mu_zj - mu_cj)^2 / sigma_cj^2 + sigma_zj^2 / sigma_cj^2)
+    + 1/2 sum_c gamma_c (log |Sigma_c| + (mu_z - mu_c)^T Sigma_c^-1 (mu_z - mu_c) + tr(Sigma_c^-1 diag sigma_z^2))
+
+    which for a diagonal Sigma_c is the paper's sum over j of log sigma_cj^2 +
+    (mu_zj - mu_cj)^2 / sigma_cj^2 + sigma_zj^2 / sigma_cj^2.
     """
     gamma = log_gamma.exp()
     entropy_term = -0.5 * (1.0 + logvar).sum(-1)
     categorical = (gamma * (prior.log_weights()[None] - log_gamma)).sum(-1)
-    prior_variance = prior.log_variances.exp()[None]  # (1, K, J)
     gaussian = (
-        prior.log_variances[None]
-        + (mu[:, None, :] - prior.means[None]).square() / prior_variance
-        + logvar.exp()[:, None, :] / prior_variance
-    ).sum(-1)  # (N, K)
+        prior.log_determinants()[None]
+        + prior.whiten(mu).square().sum(-1)
+        + logvar.exp() @ prior.precision_diagonals().T
+    )  # (N, K)
     return entropy_term - categorical + 0.5 * (gamma * gaussian).sum(-1)
 
 

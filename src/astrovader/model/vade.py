@@ -27,7 +27,9 @@ class VaDE(nn.Module):
         super().__init__()
         self.config = config
         self.encoder, self.decoder = build_networks(config)
-        self.prior = MixturePrior(config.model.n_components, config.model.latent_dim, config.model.gamma_scale)
+        model = config.model
+        self.prior = MixturePrior(model.n_components, model.latent_dim, model.gamma_scale, model.covariance,
+                                  model.responsibilities)
         self.precision = "fp32"
 
     # -- precision ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from astrovader.data.loader import EpochBatches
 from astrovader.io import write_with
-from astrovader.train.gmm import fit_diagonal_gmm
+from astrovader.train.gmm import fit_gmm
 from astrovader.train.module import VaDETraining
 from astrovader.train.schedule import gmm_init_epoch, phase_at
 
@@ -55,13 +55,14 @@ def embed_rows(module: VaDETraining, rows: np.ndarray, seed: int) -> np.ndarray:
 
 
 def initialise_prior(module: VaDETraining, rows: np.ndarray) -> None:
-    """Fit a diagonal GMM to mu_z of `rows` and copy it into the prior. Rank 0 fits the embeddings
+    """Fit a GMM (of the prior's covariance type) to mu_z of `rows` and copy it into the prior. Rank 0 fits the embeddings
     gathered from every rank and sends its mixture to the others, so every rank holds the same
     prior bit for bit (fits on other ranks could differ in the last bits on other hardware)."""
     embeddings = embed_rows(module, rows, module.config.train.seed)
     fitted = None
     if module.global_rank == 0:
-        mixture = fit_diagonal_gmm(embeddings, module.config.model.n_components, module.config.train.seed)
+        model = module.config.model
+        mixture = fit_gmm(embeddings, model.n_components, module.config.train.seed, model.covariance)
         fitted = (mixture.weights_, mixture.means_, mixture.covariances_)
     module.model.prior.set_from_gmm(*module.trainer.strategy.broadcast(fitted, src=0))
 

@@ -14,15 +14,15 @@ from sklearn.mixture import GaussianMixture
 GMM_RESTARTS = 10
 
 
-def fit_diagonal_gmm(embeddings: np.ndarray, n_components: int, seed: int,
-                     restarts: int = GMM_RESTARTS) -> GaussianMixture:
-    """A diagonal GaussianMixture seeded by k-means, as the paper and C20 use; the best of
-    `restarts` k-means starts."""
+def fit_gmm(embeddings: np.ndarray, n_components: int, seed: int, covariance: str = "diag",
+            restarts: int = GMM_RESTARTS) -> GaussianMixture:
+    """A GaussianMixture seeded by k-means (diagonal, as the paper and C20 use, or full); the
+    best of `restarts` k-means starts."""
     embeddings = np.asarray(embeddings, dtype=np.float64)
     if len(embeddings) < n_components:
         raise ValueError(f"{len(embeddings)} embeddings cannot initialise {n_components} components")
     mixture = GaussianMixture(
-        n_components=n_components, covariance_type="diag", init_params="kmeans",
+        n_components=n_components, covariance_type=covariance, init_params="kmeans",
         random_state=seed, reg_covar=1e-6, max_iter=200, n_init=restarts,
     )
     with warnings.catch_warnings():

@@ -34,6 +34,8 @@ def phase_at(epoch: int, train: TrainConfig) -> Phase:
     if train.method == "two_stage":
         return Phase("autoencoder", 0, 0.0, 0.0, learning_rate)
     if epoch < train.alpha_epochs:
+        if train.pretrain == "autoencoder":
+            return Phase("autoencoder", 0, 0.0, 0.0, learning_rate)
         return Phase("alpha", 0, train.alpha, 0.0, learning_rate)
     period_length = train.anneal_epochs + train.static_epochs
     period, offset = divmod(epoch - train.alpha_epochs, period_length)
