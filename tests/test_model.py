@@ -4,7 +4,7 @@ import torch
 from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
 
 from astrovader.config import Config
-from astrovader.model.losses import kl_mixture, kl_standard_normal, reconstruction_loss
+from astrovader.model.losses import NOISE_FLOOR, border_noise, kl_mixture, kl_standard_normal, reconstruction_loss
 from astrovader.model.mixture import MixturePrior
 from astrovader.model.vade import VaDE
 
@@ -165,6 +165,21 @@ def test_reconstruction_is_a_per_image_sum():
     torch.testing.assert_close(reconstruction_loss(reconstruction, target), torch.full((2,), 16 * 0.25))
     bce = reconstruction_loss(reconstruction, target, "bce")
     torch.testing.assert_close(bce, torch.full((2,), 16 * float(np.log(2))))
+
+
+def test_gaussian_reconstruction_divides_by_each_images_border_noise():
+    generator = torch.Generator().manual_seed(0)
+    sigmas = torch.tensor([0.01, 0.05, 0.2])
+    clean = torch.zeros(3, 1, 32, 32)
+    clean[:, :, 12:20, 12:20] = 0.8  # a bright galaxy in the middle does not count as noise
+    noisy = clean + 0.3 + sigmas[:, None, None, None] * torch.randn(3, 1, 32, 32, generator=generator)
+    torch.testing.assert_close(border_noise(noisy), sigmas, rtol=0.12, atol=0)
+    # A model that returns the clean image pays about D/2 whatever the noise: it is not paid to reproduce it.
+    per_pixel = reconstruction_loss(clean + 0.3, noisy, "gaussian") / (32 * 32)
+    torch.testing.assert_close(per_pixel, torch.full((3,), 0.5), rtol=0.25, atol=0)
+    # A noiseless image (e.g. a zero border) is floored at the cache's rounding noise, never divided by zero.
+    torch.testing.assert_close(border_noise(clean), torch.full((3,), NOISE_FLOOR))
+    assert torch.isfinite(reconstruction_loss(clean, clean, "gaussian")).all()
 
 
 def test_prior_sampling_follows_the_chosen_component():

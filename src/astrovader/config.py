@@ -60,7 +60,10 @@ class ModelConfig(_Section):
     hidden: tuple[int, ...] = Field((500, 500, 2000), description="MLP backbone layer widths")
     latent_dim: int = Field(20, gt=0)
     n_components: int = Field(12, gt=0)
-    reconstruction: Literal["mse", "bce"] = "mse"
+    reconstruction: Literal["mse", "bce", "gaussian"] = Field(
+        "mse", description="eq. 6 sum of squares (the paper), binary cross-entropy, or a Gaussian likelihood "
+        "with each image's noise sigma measured on its border"
+    )
     gamma_scale: float = Field(50.0, gt=0, description="lambda of the eq. 17 min-max scaling")
     responsibilities: Literal["eq17", "posterior"] = Field(
         "eq17", description="gamma in the loss: eq. 17-scaled (the paper) or the plain Bayes posterior (VaDE)"

@@ -14,12 +14,35 @@ from torch import nn
 from astrovader.model.mixture import MixturePrior
 
 
+# The noise floor of the Gaussian likelihood: the rounding noise of the uint8 cache (1/255 / sqrt 12).
+NOISE_FLOOR = 1.0 / (255.0 * 12**0.5)
+BORDER = 4  # pixels: the frame whose spread measures an image's noise (sky, away from the galaxy)
+
+
 def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
-    """Eq. 6: per-image sum of squared errors (MSE x D), or binary cross-entropy x D."""
+    """Eq. 6: per-image sum of squared errors (MSE x D); binary cross-entropy x D; or the
+    Gaussian negative log-likelihood with each image's own noise sigma (`border_noise`),
+    sum of (x - x_hat)^2 / (2 sigma^2) without its constant, so that a noisy image pays less
+    for what is only noise and the model is not paid to reproduce it."""
+    sigma = border_noise(target) if kind == "gaussian" else None
     reconstruction, target = reconstruction.float().flatten(1), target.float().flatten(1)
     if kind == "bce":
         return F.binary_cross_entropy(reconstruction.clamp(1e-6, 1 - 1e-6), target, reduction="none").sum(1)
-    return (reconstruction - target).square().sum(1)
+    squared = (reconstruction - target).square().sum(1)
+    return squared if sigma is None else squared / (2.0 * sigma.square())
+
+
+@torch.no_grad()
+def border_noise(images: torch.Tensor) -> torch.Tensor:
+    """Each image's noise sigma (N,) from images (N, C, H, W): 1.4826 x the median absolute
+    deviation of the pixels in a BORDER-pixel frame (robust to a companion crossing it), floored
+    at the cache's rounding noise."""
+    height, width = images.shape[-2:]
+    frame = torch.ones((height, width), dtype=torch.bool, device=images.device)
+    frame[BORDER:-BORDER, BORDER:-BORDER] = False
+    pixels = images.float()[..., frame].flatten(1)
+    deviation = (pixels - pixels.median(dim=1, keepdim=True).values).abs().median(dim=1).values
+    return (1.4826 * deviation).clamp_min(NOISE_FLOOR)
 
 
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
