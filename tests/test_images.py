@@ -4,7 +4,10 @@ from astropy.io import fits
 from PIL import Image
 
 from astrovader.config import DataConfig
-from astrovader.data.images import central_crop, decode, handle_nonfinite, preprocess, resize, scale, to_bands
+from astrovader.data.images import (
+    central_crop, decode, handle_nonfinite, major_axis_angle, preprocess, resize, rotate_to_major_axis, scale,
+    sky_and_noise, to_bands,
+)
 from astrovader.errors import ImageError
 
 
@@ -30,8 +33,57 @@ def test_each_step_by_hand():
     np.testing.assert_allclose(resize(cropped[:1], 2, "area")[0], cropped[0].reshape(2, 2, 2, 2).mean(axis=(1, 3)))
     fixed = scale(np.array([[[0.0, 127.5, 510.0]]]), DataConfig(scaling="fixed"))
     np.testing.assert_allclose(fixed, [[[0.0, 0.5, 1.0]]])
-    stretched = scale(np.random.default_rng(0).normal(size=(1, 16, 16)), DataConfig(scaling="asinh"))
-    assert stretched.min() == 0 and stretched.max() == 1
+
+
+def _galaxy(sky=100.0, noise=5.0, peak=1000.0, angle=0.0, size=64, seed=0, companion=False):
+    """An elongated Gaussian galaxy (major axis at `angle` degrees from +x) on a noisy sky."""
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    t = np.radians(angle)
+    u, v = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+    light = peak * np.exp(-0.5 * (u**2 / (size / 8) ** 2 + v**2 / (size / 30) ** 2))
+    if companion:  # a bright star near the edge
+        light += 3 * peak * np.exp(-0.5 * ((x - size * 0.35) ** 2 + (y + size * 0.3) ** 2) / 1.5**2)
+    noisy = light + sky + np.random.default_rng(seed).normal(0, noise, (size, size))
+    return noisy.astype(np.float32)[None]
+
+
+def test_sky_and_noise_come_from_a_clipped_border():
+    sky, sigma = sky_and_noise(_galaxy(sky=250.0, noise=8.0, companion=True))
+    assert abs(sky[0] - 250.0) < 1.0 and abs(sigma[0] - 8.0) < 0.8
+
+
+@pytest.mark.parametrize("scaling", ["peak", "asinh"])
+def test_sky_aware_scalings_put_the_sky_at_sky_level_and_the_peak_at_one(scaling):
+    config = DataConfig(scaling=scaling, sky_level=0.2)
+    faint, bright = (scale(_galaxy(sky=sky, peak=peak), config) for sky, peak in ((50.0, 200.0), (900.0, 5000.0)))
+    for image in (faint, bright):
+        corner = image[0, :8, :8]
+        assert abs(np.median(corner) - 0.2) < 0.02 and abs(image.max() - 1.0) < 0.1
+    if scaling == "peak":  # a brighter galaxy on a brighter sky looks the same, up to its noise
+        assert abs(np.median(faint[0, 24:40, 24:40]) - np.median(bright[0, 24:40, 24:40])) < 0.05
+    # Nothing above the sky: the sky alone, never NaN.
+    assert np.all(scale(np.full((1, 16, 16), 7.0, dtype=np.float32), config) == 0.2)
+
+
+def test_asinh_lifts_the_faint_outskirts_above_the_linear_peak_scaling():
+    image = _galaxy(noise=2.0, peak=5000.0)
+    linear, stretched = scale(image, DataConfig(scaling="peak")), scale(image, DataConfig(scaling="asinh"))
+    outskirt = (0, 32, 32 + 14)  # about 1.75 major-axis sigmas out
+    assert stretched[outskirt] > linear[outskirt] + 0.1
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 75.0, 120.0, 160.0])
+def test_major_axis_is_found_and_turned_horizontal(angle):
+    image = _galaxy(angle=angle, companion=True)
+    measured = major_axis_angle(image)
+    assert abs((measured - angle + 90) % 180 - 90) < 2.0
+    turned = rotate_to_major_axis(image)
+    assert turned.shape == image.shape and abs(major_axis_angle(turned)) < 2.0
+    # Horizontal now: more light along the middle row than along the middle column.
+    middle = turned[0] - np.median(turned)
+    assert middle[32, :].sum() > 2 * middle[:, 32].sum()
+    oriented = preprocess(image, DataConfig(orientation="major-axis", scaling="peak", image_size=32, crop_fraction=1.0))
+    assert oriented.shape == (1, 32, 32) and oriented[0, 16, :].sum() > oriented[0, :, 16].sum()
 
 
 def test_crop_larger_than_image_and_wrong_bands_are_rejected():

@@ -40,6 +40,19 @@ def test_flips_happen_in_about_half_of_the_draws():
     assert torch.equal(augment(batch[:3], "none", torch.Generator()), batch[:3])
 
 
+def test_rotations_turn_by_any_angle_and_keep_a_round_galaxy_round():
+    y, x = torch.meshgrid(torch.arange(32.0) - 15.5, torch.arange(32.0) - 15.5, indexing="ij")
+    bar = torch.exp(-0.5 * (x**2 / 36 + y**2 / 1)).view(1, 1, 32, 32).repeat(64, 1, 1, 1)
+    turned = augment(bar, "rotations", torch.Generator().manual_seed(0))
+    weight = turned[:, 0]
+    angles = 0.5 * torch.atan2(2 * (weight * x * y).sum((1, 2)), (weight * (x * x - y * y)).sum((1, 2)))
+    # Angles spread over the half circle, not only the 4 of the dihedral group.
+    assert len(set(torch.round(torch.rad2deg(angles) / 10).tolist())) > 10
+    round_blob = torch.exp(-0.5 * (x**2 + y**2) / 9).view(1, 1, 32, 32).repeat(8, 1, 1, 1)
+    torch.testing.assert_close(augment(round_blob, "rotations", torch.Generator().manual_seed(1)), round_blob,
+                               atol=0.03, rtol=0)
+
+
 def test_ranks_get_disjoint_shares_that_cover_the_epoch():
     images = np.arange(30, dtype=np.uint8).reshape(30, 1, 1, 1).repeat(4, 2).repeat(4, 3)
     shares = []

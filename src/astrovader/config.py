@@ -30,16 +30,25 @@ class DataConfig(_Section):
     color: Literal["gray", "rgb"] = "gray"
     image_size: int = Field(64, ge=4, description="side of the model input in pixels")
     resize_filter: Literal["area", "bilinear", "lanczos"] = "area"
-    scaling: Literal["minmax", "fixed", "asinh"] = "minmax"
+    scaling: Literal["minmax", "fixed", "peak", "asinh"] = Field(
+        "minmax", description="to [0, 1]: per-image min-max (the paper), /fixed_max, or sky-subtracted and "
+        "divided by the galaxy's peak, linearly (peak) or through an asinh stretch"
+    )
     fixed_max: float = Field(255.0, gt=0, description="divisor of the 'fixed' scaling")
     asinh_softening: float = Field(3.0, gt=0, description="asinh knee in units of the image's noise sigma")
+    sky_level: float = Field(0.2, ge=0, lt=1, description="where the sky sits after the peak/asinh scalings")
+    orientation: Literal["none", "major-axis"] = Field(
+        "none", description="turn each image so that its galaxy's major axis is horizontal (second moments)"
+    )
     nonfinite: Literal["zero", "median", "reject"] = "zero"
     train_fraction: float = Field(0.8, gt=0, lt=1)
     split_round_to: int = Field(100, gt=0, description="training set rounded down to a multiple of this")
     validation_size: int = Field(5000, ge=0)
     validation_fraction: float = Field(0.05, ge=0, lt=1)
     split_seed: int = 0
-    augment: Literal["flips", "flips+rot90", "none"] = "flips"
+    augment: Literal["flips", "flips+rot90", "rotations", "none"] = Field(
+        "flips", description="at every draw: random flips (the paper), plus 90-degree turns, or plus any angle"
+    )
     workers: int = Field(2, ge=1)
 
     @property

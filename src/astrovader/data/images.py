@@ -2,8 +2,14 @@
 
 decode:      JPEG / PNG (Pillow), FITS 2-D or band cube (astropy), .npy, IDX rows
              -> float32 array (bands, height, width)
-preprocess:  non-finite policy -> central crop -> gray (band average) or keep 3 bands
-             -> antialiased resize -> scale to [0, 1] -> uint8 (bands, size, size)
+preprocess:  non-finite policy -> [turn the major axis horizontal] -> central crop
+             -> gray (band average) or keep 3 bands -> antialiased resize -> scale to [0, 1]
+             -> uint8 (bands, size, size)
+
+The sky-aware scalings (`peak`, `asinh`) measure each image's sky level and noise on a
+sigma-clipped border frame, subtract the sky, and divide by the galaxy's robust peak, so that
+faint and bright galaxies, and quiet and noisy skies, look alike except for their noise; the
+sky then sits at `sky_level` (not 0), so that the negative half of the noise survives.
 
 Every failure raises ImageError whose message is the reason written to rejects.csv.
 """
@@ -117,6 +123,8 @@ def _as_bands_first(image: np.ndarray) -> np.ndarray:
 def preprocess(image: np.ndarray, config: DataConfig) -> np.ndarray:
     """(bands, H, W) float -> uint8 (config.bands, size, size) scaled to [0, 255]."""
     image = handle_nonfinite(image, config.nonfinite)
+    if config.orientation == "major-axis":
+        image = rotate_to_major_axis(image)
     image = central_crop(image, config)
     image = to_bands(image, config.color)
     image = resize(image, config.image_size, config.resize_filter)
@@ -168,14 +176,86 @@ def resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
 
 
 def scale(image: np.ndarray, config: DataConfig) -> np.ndarray:
-    """To [0, 1]: per-image min-max (the public code), fixed divisor, or asinh then min-max."""
+    """To [0, 1]: per-image min-max (the public code), a fixed divisor, or sky-subtracted and
+    divided by the galaxy's peak, linearly (`peak`) or through an asinh stretch whose knee is
+    `asinh_softening` noise sigmas (`asinh`), with the sky at `sky_level`."""
     if config.scaling == "fixed":
         return np.clip(image / config.fixed_max, 0.0, 1.0)
+    if config.scaling == "minmax":
+        low, high = float(image.min()), float(image.max())
+        if high <= low:  # a constant image carries no shape: all zeros, never NaN
+            return np.zeros_like(image)
+        return (image - low) / (high - low)
+    sky, sigma = sky_and_noise(image)
+    signal = image - sky[:, None, None]
+    peak = robust_peak(signal)
+    if peak <= 0:  # nothing above the sky: the sky alone
+        return np.full_like(image, config.sky_level)
     if config.scaling == "asinh":
-        median = np.median(image)
-        sigma = 1.4826 * np.median(np.abs(image - median)) or float(np.std(image)) or 1.0
-        image = np.arcsinh((image - median) / (config.asinh_softening * sigma))
-    low, high = float(image.min()), float(image.max())
-    if high <= low:  # a constant image carries no shape: all zeros, never NaN
-        return np.zeros_like(image)
-    return (image - low) / (high - low)
+        knee = config.asinh_softening * max(float(sigma.mean()), 1e-6 * peak)
+        signal, peak = np.arcsinh(signal / knee), float(np.arcsinh(peak / knee))
+    return np.clip(config.sky_level + (1.0 - config.sky_level) * signal / peak, 0.0, 1.0)
+
+
+def border_frame(image: np.ndarray) -> np.ndarray:
+    """The pixels of a frame 1/16 of the side wide (at least 2 px), per band: (bands, n)."""
+    height, width = image.shape[-2:]
+    width_px = max(2, min(height, width) // 16)
+    mask = np.ones((height, width), dtype=bool)
+    mask[width_px:-width_px, width_px:-width_px] = False
+    return image[:, mask]
+
+
+def sky_and_noise(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, the sky level and the noise sigma: 3-sigma-clipped median and standard deviation
+    of the border frame (a companion or a star crossing it is clipped away)."""
+    from astropy.stats import sigma_clipped_stats
+
+    _, median, std = sigma_clipped_stats(border_frame(image), sigma=3.0, maxiters=5, axis=1)
+    return np.nan_to_num(np.asarray(median, dtype=np.float64)), np.nan_to_num(np.asarray(std, dtype=np.float64))
+
+
+def robust_peak(signal: np.ndarray) -> float:
+    """The galaxy's peak: the brightest 3x3 mean of the band average in the central half of the
+    stamp (one hot pixel, or a companion near the edge, does not set the scale)."""
+    from scipy.ndimage import uniform_filter
+
+    plane = signal.mean(axis=0)
+    height, width = plane.shape
+    centre = plane[height // 4 : height - height // 4, width // 4 : width - width // 4]
+    return float(uniform_filter(centre, size=3, mode="nearest").max())
+
+
+def major_axis_angle(image: np.ndarray, iterations: int = 5) -> float:
+    """Position angle (degrees, counter-clockwise from +x = the column axis, +y = the row axis)
+    of the central galaxy's major axis, from its second moments inside an adaptive elliptical
+    Gaussian window centred on the stamp (the window follows the galaxy, so companions and the
+    sky barely count)."""
+    plane = image.mean(axis=0)
+    sky, _ = sky_and_noise(plane[None])
+    light = np.clip(plane - sky[0], 0.0, None)
+    height, width = plane.shape
+    y, x = np.mgrid[:height, :width]
+    x, y = x - (width - 1) / 2, y - (height - 1) / 2
+    window = np.eye(2) * (min(height, width) * 0.06) ** 2  # start: a round window of 6 % of the side
+    moments = np.zeros(3)
+    for _ in range(iterations):
+        inverse = np.linalg.inv(window)
+        weight = light * np.exp(-0.5 * (inverse[0, 0] * x * x + 2 * inverse[0, 1] * x * y + inverse[1, 1] * y * y))
+        total = weight.sum()
+        if total <= 0:
+            return 0.0
+        moments = np.array([(weight * x * x).sum(), (weight * y * y).sum(), (weight * x * y).sum()]) / total
+        # A Gaussian's moments inside a matched Gaussian window are half its own: double them.
+        window = 2 * np.array([[moments[0], moments[2]], [moments[2], moments[1]]]) + 0.5 * np.eye(2)
+    xx, yy, xy = moments
+    return float(np.degrees(0.5 * np.arctan2(2 * xy, xx - yy)))
+
+
+def rotate_to_major_axis(image: np.ndarray) -> np.ndarray:
+    """The image turned so that the central galaxy's major axis lies along +x (bilinear; the
+    corners are filled from the nearest edge pixels)."""
+    from scipy.ndimage import rotate
+
+    angle = major_axis_angle(image)
+    return rotate(image, angle, axes=(2, 1), reshape=False, order=1, mode="nearest").astype(np.float32)

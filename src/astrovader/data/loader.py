@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-AUGMENTATIONS = ("flips", "flips+rot90", "none")
+AUGMENTATIONS = ("flips", "flips+rot90", "rotations", "none")
 
 
 def to_float(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,8 @@ def to_float(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def augment(batch: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal and vertical flips per image (the paper's), optionally 90-degree turns."""
+    """Random horizontal and vertical flips per image (the paper's), optionally 90-degree turns
+    or turns by any angle."""
     if mode == "none":
         return batch
     count = batch.shape[0]
@@ -36,7 +37,20 @@ def augment(batch: torch.Tensor, mode: str, generator: torch.Generator) -> torch
     if mode == "flips+rot90":
         turn = torch.rand(count, generator=generator) < 0.5
         batch = torch.where(turn[:, None, None, None], batch.transpose(-1, -2), batch)
+    if mode == "rotations":
+        batch = rotate(batch, torch.rand(count, generator=generator) * (2 * torch.pi))
     return batch
+
+
+def rotate(batch: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Each image turned about its centre by its angle (radians), bilinear; what comes in at the
+    corners is the image's own edge reflected, so no black wedges appear."""
+    cos, sin = angles.cos(), angles.sin()
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection",
+                                           align_corners=False)
 
 
 class EpochBatches(Dataset):
