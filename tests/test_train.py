@@ -63,6 +63,30 @@ def test_same_seed_same_model(tiny_run, blob_cache, tiny_config, tmp_path):
     assert not torch.equal(weights(tiny_run)["encoder.mu.weight"], weights(other)["encoder.mu.weight"])
 
 
+def test_em_prior_update_leaves_the_prior_to_em_and_ends_on_a_fit_to_the_training_embeddings(blob_cache, tiny_config, tmp_path):
+    from astrovader.data.cache import Cache
+    from astrovader.data.loader import read_rows
+    from astrovader.train.gmm import fit_gmm
+    from astrovader.train.module import TrainingData, VaDETraining
+
+    config = tiny_config.with_overrides({"model.covariance": "full", "train.prior_update": "em"})
+    module = VaDETraining(config, TrainingData(np.zeros((1, 1, 16, 16)), np.arange(1), np.arange(1)))
+    trained = {id(parameter) for group in module.configure_optimizers().param_groups for parameter in group["params"]}
+    assert not any(id(parameter) in trained for parameter in module.model.prior.parameters())
+    assert all(id(parameter) in trained for parameter in module.model.encoder.parameters())
+
+    run = train_run(tmp_path / "em", config, blob_cache, progress=False)
+    model = AstroVaDEr.load(run)
+    assert model.covariances_.shape == (3, 4, 4) and np.all(np.linalg.eigvalsh(model.covariances_) > 0)
+    cache = Cache(blob_cache)
+    embeddings = model.transform(read_rows(cache.images, cache.split("train")["row"].to_numpy()))
+    # The saved prior is EM's fit to the final training embeddings: one more EM run barely moves it.
+    again = fit_gmm(embeddings, 3, seed=0, covariance="full", start=(model.weights_, model.means_, model.covariances_))
+    scale = embeddings.std(0).max()
+    assert np.abs(again.means_ - model.means_).max() < 0.05 * scale
+    np.testing.assert_allclose(again.weights_, model.weights_, atol=0.02)
+
+
 def test_refuses_to_overwrite_a_run(tiny_run, blob_cache, tiny_config):
     with pytest.raises(InputError, match="--resume"):
         train_run(tiny_run, tiny_config, blob_cache, progress=False)

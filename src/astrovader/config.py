@@ -114,6 +114,10 @@ class TrainConfig(_Section):
     periods: int = Field(3, ge=0)
     anneal_power: float = Field(3.0, gt=0)
     mixture_kl_weight: float = Field(0.3, gt=0)
+    prior_update: Literal["gradient", "em"] = Field(
+        "gradient", description="the mixture prior in the joint phase: trained by Adam with the networks (VaDE), "
+        "or refitted by EM to the embeddings of gmm_batches batches before every epoch"
+    )
     learning_rate: float = Field(3e-4, gt=0)
     final_learning_rate: float = Field(1e-6, gt=0)
     lr_decay_every: int = Field(1, gt=0, description="epochs between learning-rate steps")

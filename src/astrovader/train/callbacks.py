@@ -54,35 +54,57 @@ def embed_rows(module: VaDETraining, rows: np.ndarray, seed: int) -> np.ndarray:
     return local.cpu().numpy()
 
 
-def initialise_prior(module: VaDETraining, rows: np.ndarray) -> None:
-    """Fit a GMM (of the prior's covariance type) to mu_z of `rows` and copy it into the prior. Rank 0 fits the embeddings
+def initialise_prior(module: VaDETraining, rows: np.ndarray, warm: bool = False) -> None:
+    """Fit a GMM (of the prior's covariance type) to mu_z of `rows` and copy it into the prior;
+    `warm`: EM from the current prior instead of k-means starts. Rank 0 fits the embeddings
     gathered from every rank and sends its mixture to the others, so every rank holds the same
     prior bit for bit (fits on other ranks could differ in the last bits on other hardware)."""
     embeddings = embed_rows(module, rows, module.config.train.seed)
+    prior = module.model.prior
     fitted = None
     if module.global_rank == 0:
         model = module.config.model
-        mixture = fit_gmm(embeddings, model.n_components, module.config.train.seed, model.covariance)
+        start = None
+        if warm:
+            start = tuple(value.detach().cpu().double().numpy() for value in
+                          (prior.log_weights().exp(), prior.means, prior.covariances()))
+        mixture = fit_gmm(embeddings, model.n_components, module.config.train.seed, model.covariance, start=start)
         fitted = (mixture.weights_, mixture.means_, mixture.covariances_)
-    module.model.prior.set_from_gmm(*module.trainer.strategy.broadcast(fitted, src=0))
+    prior.set_from_gmm(*module.trainer.strategy.broadcast(fitted, src=0))
 
 
 class MiniBatchGMMInit(Callback):
     """s3VDC: after the alpha phase, initialise the prior from k mini-batches of embeddings.
-    The two-stage baseline instead fits the mixture on all training embeddings at the end."""
+    With `train.prior_update: em` the prior is not trained by the optimiser but refitted by EM
+    (from itself) to the embeddings of k fresh mini-batches before every later epoch, and to
+    those of the whole training split at the end. The two-stage baseline fits the mixture on all
+    training embeddings at the end."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: VaDETraining) -> None:
-        train = module.config.train
-        if gmm_init_epoch(train) != trainer.current_epoch or module.model.prior.initialised:
+        train, epoch = module.config.train, trainer.current_epoch
+        start = gmm_init_epoch(train)
+        if start is None or epoch < start:
             return
-        order = np.random.default_rng([train.seed, trainer.current_epoch]).permutation(len(module.data.train_rows))
-        # gmm_batches counts global batches: batch_size is per rank.
-        chosen = module.data.train_rows[order[: train.gmm_batches * train.batch_size * trainer.world_size]]
-        initialise_prior(module, np.sort(chosen))
+        initialised = bool(module.model.prior.initialised)
+        if epoch == start and not initialised:
+            initialise_prior(module, self.batch_rows(module, epoch))
+        elif train.prior_update == "em" and initialised:
+            initialise_prior(module, self.batch_rows(module, epoch), warm=True)
+
+    @staticmethod
+    def batch_rows(module: VaDETraining, epoch: int) -> np.ndarray:
+        """The training rows of `gmm_batches` global batches (batch_size is per rank), drawn with
+        the epoch's own seed, in row order."""
+        train = module.config.train
+        order = np.random.default_rng([train.seed, epoch]).permutation(len(module.data.train_rows))
+        return np.sort(module.data.train_rows[order[: train.gmm_batches * train.batch_size * module.trainer.world_size]])
 
     def on_train_end(self, trainer: L.Trainer, module: VaDETraining) -> None:
-        if gmm_init_epoch(module.config.train) is None and not module.model.prior.initialised:
+        train = module.config.train
+        if gmm_init_epoch(train) is None and not module.model.prior.initialised:
             initialise_prior(module, module.data.train_rows)
+        elif train.prior_update == "em" and module.model.prior.initialised:
+            initialise_prior(module, module.data.train_rows, warm=True)
 
 
 class EpochMetrics(Callback):

@@ -1,5 +1,6 @@
-"""Gaussian-mixture fits on embeddings: the s3VDC mini-batch initialisation (C20) and the
-two-stage baseline (Cheng et al. 2020) share this one function."""
+"""Gaussian-mixture fits on embeddings: the s3VDC mini-batch initialisation (C20), the EM
+updates of the prior during joint training, and the two-stage baseline (Cheng et al. 2020)
+share this one function."""
 
 from __future__ import annotations
 
@@ -15,15 +16,21 @@ GMM_RESTARTS = 10
 
 
 def fit_gmm(embeddings: np.ndarray, n_components: int, seed: int, covariance: str = "diag",
-            restarts: int = GMM_RESTARTS) -> GaussianMixture:
-    """A GaussianMixture seeded by k-means (diagonal, as the paper and C20 use, or full); the
-    best of `restarts` k-means starts."""
+            restarts: int = GMM_RESTARTS, start: tuple[np.ndarray, ...] | None = None) -> GaussianMixture:
+    """A GaussianMixture (diagonal, as the paper and C20 use, or full) seeded by k-means, the
+    best of `restarts` starts; or, given `start` = (weights, means, covariances), EM from that
+    mixture, so that every component keeps its identity."""
     embeddings = np.asarray(embeddings, dtype=np.float64)
     if len(embeddings) < n_components:
         raise ValueError(f"{len(embeddings)} embeddings cannot initialise {n_components} components")
+    warm = {}
+    if start is not None:
+        weights, means, covariances = (np.asarray(value, dtype=np.float64) for value in start)
+        precisions = np.linalg.inv(covariances) if covariances.ndim == 3 else 1.0 / covariances
+        warm, restarts = {"weights_init": weights / weights.sum(), "means_init": means, "precisions_init": precisions}, 1
     mixture = GaussianMixture(
         n_components=n_components, covariance_type=covariance, init_params="kmeans",
-        random_state=seed, reg_covar=1e-6, max_iter=200, n_init=restarts,
+        random_state=seed, reg_covar=1e-6, max_iter=200, n_init=restarts, **warm,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -35,6 +35,8 @@ class VaDETraining(L.LightningModule):
         self.config = config
         self.data = data
         self.model = VaDE(config)
+        # EM updates (train.prior_update: em): the GMM callback refits the prior, not the optimiser.
+        self.model.prior.requires_grad_(config.train.prior_update == "gradient")
         self.phase: Phase = phase_at(0, config.train)
         self.generator: torch.Generator | None = None
         self.epoch_sums: dict[str, defaultdict[str, float]] = {}
@@ -127,7 +129,8 @@ class VaDETraining(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # The L2 penalty is explicit in the loss (as Keras' regulariser), not Adam weight decay.
-        return torch.optim.Adam(self.parameters(), lr=self.config.train.learning_rate)
+        trained = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        return torch.optim.Adam(trained, lr=self.config.train.learning_rate)
 
 
 def _describe(terms: dict[str, torch.Tensor]) -> str:
