@@ -194,8 +194,8 @@ def vote_table(ids) -> pd.DataFrame:
 IDS = [588848901537202306 + i for i in range(5)]
 
 
-def test_vote_classes_apply_cuts_and_floors():
-    votes = vote_table([str(i) for i in IDS]).set_index("dr7objid")
+def test_vote_classes_apply_cuts_and_floors(tmp_path):
+    votes = read_votes(_written(tmp_path, vote_table(IDS)), VoteSettings())
     classes = vote_classes(votes, VoteSettings())
     assert classes["smooth"].tolist() == [True, False, False, False, True]
     assert classes["featured"].tolist() == [False, True, True, True, False]  # 0.43 is not above 0.43
@@ -233,7 +233,7 @@ def test_vote_counts_per_component_from_a_file(tmp_path, suffix):
 def test_vote_file_errors_name_the_file_and_column(tmp_path):
     path = tmp_path / "votes.csv"
     vote_table(IDS).drop(columns="t02_edgeon_total_votes").to_csv(path, index=False)
-    with pytest.raises(InputError, match="votes.csv: no column 't02_edgeon_total_votes'"):
+    with pytest.raises(InputError, match="votes.csv: no column 't02_edgeon_total_votes' and no answer counts"):
         read_votes(path, VoteSettings())
     vote_table([1, 1, 2, 3, 4]).to_csv(path, index=False)
     with pytest.raises(InputError, match="'1' appears more than once"):
@@ -244,6 +244,71 @@ def test_vote_file_errors_name_the_file_and_column(tmp_path):
     assert len(read_votes(path, VoteSettings(id_column="name"))) == 5
     with pytest.raises(InputError, match="not found"):
         read_votes(tmp_path / "absent.csv", VoteSettings())
+
+
+def hart16_counts_table(ids) -> pd.DataFrame:
+    """vote_table's objects as the Hart et al. (2016) tables are commonly distributed: per-answer
+    counts, weighted fractions and debiased fractions, one overall total_votes, no per-question totals."""
+    table = vote_table(ids).drop(columns=["t01_smooth_or_features_total_votes", "t02_edgeon_total_votes"])
+    smooth = table["t01_smooth_or_features_a01_smooth_debiased"]
+    table["t01_smooth_or_features_a01_smooth_count"] = (smooth * 38).round()
+    table["t01_smooth_or_features_a02_features_or_disk_count"] = 38 - table["t01_smooth_or_features_a01_smooth_count"]
+    table["t01_smooth_or_features_a03_star_or_artifact_count"] = 2
+    edge_on_votes = np.array([4, 30, 30, 5, 17])
+    table["t02_edgeon_a04_yes_count"] = (table["t02_edgeon_a04_yes_debiased"] * edge_on_votes).round()
+    table["t02_edgeon_a05_no_count"] = edge_on_votes - table["t02_edgeon_a04_yes_count"]
+    table["total_votes"] = 90
+    return table
+
+
+def decals_table(ids, suffix="") -> pd.DataFrame:
+    """vote_table's objects in GZ DECaLS (Walmsley et al. 2022) / galaxy-datasets column names."""
+    gz2 = vote_table(ids)
+    columns = {"iauname": [f"J{i}" for i in range(5)]}
+    for answer, source in (("smooth-or-featured{s}_smooth", "t01_smooth_or_features_a01_smooth_debiased"),
+                           ("smooth-or-featured{s}_featured-or-disk", "t01_smooth_or_features_a02_features_or_disk_debiased"),
+                           ("disk-edge-on{s}_yes", "t02_edgeon_a04_yes_debiased"),
+                           ("disk-edge-on{s}_no", "t02_edgeon_a05_no_debiased")):
+        columns[answer.format(s=suffix) + "_fraction"] = gz2[source]
+    columns[f"smooth-or-featured{suffix}_total-votes"] = gz2["t01_smooth_or_features_total_votes"]
+    columns[f"disk-edge-on{suffix}_total-votes"] = gz2["t02_edgeon_total_votes"]
+    return pd.DataFrame(columns)
+
+
+@pytest.mark.parametrize("kind", ["hart16-counts", "decals", "galaxy-datasets"])
+def test_votes_of_every_schema_give_the_same_classes(tmp_path, kind):
+    path = tmp_path / "votes.csv"
+    {"hart16-counts": lambda: hart16_counts_table(IDS), "decals": lambda: decals_table(IDS),
+     "galaxy-datasets": lambda: decals_table(IDS, "-gz2")}[kind]().to_csv(path, index=False)
+    expected = vote_classes(read_votes(_written(tmp_path, vote_table(IDS)), VoteSettings()), VoteSettings())
+    for schema in ("auto", "gz2" if kind == "hart16-counts" else "decals"):
+        votes = read_votes(path, VoteSettings.from_pairs([], schema))
+        if kind == "hart16-counts":  # per-question totals added up from the answers' counts
+            assert votes["smooth_votes"].tolist() == [40] * 5 and votes["edge_on_votes"].tolist() == [4, 30, 30, 5, 17]
+        assert vote_classes(votes, VoteSettings()).to_numpy().tolist() == expected.to_numpy().tolist()
+    wrong = "decals" if kind == "hart16-counts" else "gz2"
+    with pytest.raises(InputError, match=f"votes.csv: not a Galaxy Zoo vote table of schema '{wrong}': no column like"):
+        read_votes(path, VoteSettings.from_pairs([], wrong))
+
+
+def _written(folder, table):
+    path = folder / "reference.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_a_table_without_galaxy_zoo_columns_says_what_was_looked_for(tmp_path):
+    path = tmp_path / "votes.csv"
+    pd.DataFrame({"id_str": ["a", "b"], "p_smooth": [0.1, 0.9]}).to_csv(path, index=False)
+    with pytest.raises(InputError) as error:
+        read_votes(path, VoteSettings())
+    message = str(error.value)
+    assert "t01_smooth_or_features[suffix]_a01_smooth" in message and "smooth-or-featured[suffix]_smooth" in message
+    assert "--votes-schema" in message
+    # Naming every column works for any table.
+    named = VoteSettings.from_pairs([f"{name}_column=p_smooth" for name in ("smooth", "featured", "edge_on", "not_edge_on",
+                                                                             "smooth_votes", "edge_on_votes")])
+    assert read_votes(path, named)["smooth"].tolist() == [0.1, 0.9]
 
 
 def test_vote_settings_from_pairs():

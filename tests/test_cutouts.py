@@ -393,8 +393,30 @@ def test_the_written_catalogue_feeds_prepare(survey, tmp_path):
     summary = prepare(tmp_path / "out" / "catalog.csv", tmp_path / "cache", config)
 
     assert (summary.inputs, summary.accepted, summary.rejected) == (6, 6, 0)  # gal0 (30 votes) and gal2 (404) out
-    index = Cache(tmp_path / "cache").index
+    cache = Cache(tmp_path / "cache")
+    index = cache.index
     assert "gal2" not in set(index["id_str"]) and index["file_loc"].str.endswith(".jpg").all()
+    # The cache records the inputs' geometry: what a model trained on it will ask new cutouts to match.
+    pixscale = float(pd.read_csv(tmp_path / "out" / "catalog.csv").query("id_str in @index.id_str")["pixscale"].median())
+    assert cache.geometry == {"side_px": SIZE, "pixscale_arcsec": pytest.approx(pixscale), "field_arcsec": pytest.approx(SIZE * pixscale)}
+
+
+def test_cli_cutouts_like_a_run_match_its_training_inputs(survey, tmp_path):
+    from astrovader.cli import app
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.json").write_text(json.dumps({"training_inputs": {"side_px": 40.0, "pixscale_arcsec": 0.5, "field_arcsec": 20.0}}))
+    catalogue = write_catalogue(tmp_path / "gz2.csv", 2)
+    result = CliRunner().invoke(app, ["cutouts", str(catalogue), "--out", str(tmp_path / "out"), "--base-url", survey.url,
+                                      "--like", str(run), "--rate", "100", "--timeout", "5"])
+    assert result.exit_code == 0, result.output
+    assert {(params["width"], params["scale"]) for _, _, params in survey.log} == {("40", "0.5")}
+    assert (pd.read_csv(tmp_path / "out" / "catalog.csv")["pixscale"] == 0.5).all()
+
+    (run / "model.json").write_text(json.dumps({"training_inputs": {"side_px": 40.0, "pixscale_arcsec": None, "field_arcsec": None}}))
+    result = CliRunner().invoke(app, ["cutouts", str(catalogue), "--out", str(tmp_path / "again"), "--like", str(run)])
+    assert isinstance(result.exception, AstroVaDErError) and "records no pixel scale" in str(result.exception)
 
 
 def test_cli_downloads_with_a_base_url_and_reports_bad_options(survey, tmp_path):

@@ -98,13 +98,16 @@ def test_catalogue_of_a_cache_has_the_documented_columns_and_the_model_outputs(t
     numbered = lambda name, count: [f"{name}_{index:02d}" for index in range(count)]  # noqa: E731
     assert list(frame.columns) == [
         "id_str", "split", "component", "gamma_max", *numbered("gamma", 3), *numbered("posterior", 3),
-        *numbered("mu", 4), *numbered("logvar", 4), "log_likelihood", "mse", "error", "file_loc", "label", "label_name",
+        *numbered("mu", 4), *numbered("logvar", 4), "log_likelihood", "mse", "log_likelihood_quantile", "mse_quantile",
+        "ood", "error", "file_loc", "label", "label_name",
     ]
     index = Cache(blob_cache).index
     assert (summary.inputs, summary.errors, summary.computed) == (600, 0, 600)
     assert list(frame["id_str"]) == list(index["id_str"]) and list(frame["split"]) == list(index["split"])
     assert frame[["file_loc", "label", "label_name"]].equals(index[["file_loc", "label", "label_name"]])
     assert (frame["error"] == "").all()
+    # This model was saved without a training reference: nothing to compare with, nothing flagged.
+    assert frame["mse_quantile"].isna().all() and not frame["ood"].any() and summary.shift["flagged"] is None
 
     model, _ = load_model(trained)
     expected = model_outputs(model, Cache(blob_cache).images[index["row"].to_numpy()])
@@ -119,6 +122,55 @@ def test_catalogue_of_a_cache_has_the_documented_columns_and_the_model_outputs(t
     manifest = json.loads((tmp_path / "catalogue" / MANIFEST).read_text())
     assert manifest["complete"] and manifest["rows"] == 600 and len(manifest["parts"]) == 5
     assert [part["rows"] for part in manifest["parts"]] == [128, 128, 128, 128, 88]
+
+
+@pytest.fixture(scope="module")
+def shifted_catalogue(tmp_path_factory):
+    """Blobs as another survey would deliver them: twice the pixel scale (the blob fills half
+    the stamp), a square-root stretch and a bright sky."""
+    folder = tmp_path_factory.mktemp("shifted")
+    images, labels = blob_images(120, size=24, seed=5)
+    zoomed = images[:, 6:18, 6:18].repeat(2, axis=1).repeat(2, axis=2)
+    stretched = 0.4 + 0.6 * np.sqrt(zoomed)
+    ids = [f"s{i:03d}" for i in range(len(images))]
+    for identifier, image in zip(ids, stretched):
+        np.save(folder / f"{identifier}.npy", image.astype(np.float32))
+    pd.DataFrame({"id_str": ids, "file_loc": [f"{i}.npy" for i in ids], "label": labels, "pixscale": 0.8}).to_csv(
+        folder / "catalog.csv", index=False)
+    return folder / "catalog.csv"
+
+
+def test_inputs_unlike_the_training_set_are_flagged_and_warned_about(trained, blob_cache, shifted_catalogue, tmp_path):
+    from astrovader.analysis.shift import training_reference
+
+    model, metadata = load_model(trained)
+    cache = Cache(blob_cache)
+    train = cache.split("train")["row"].to_numpy()
+    reference = training_reference(model_outputs(model, cache.images[train]))
+    assert reference["rows"] == len(train) and len(reference["mse_percentiles"]) == 101
+    training_inputs = {"side_px": 24.0, "pixscale_arcsec": 0.4, "field_arcsec": 9.6}
+    run = save_model(tmp_path / "run", model, model.config,
+                     extra={"training_reference": reference, "training_inputs": training_inputs})
+
+    familiar = predict_catalogue(run, blob_cache, tmp_path / "familiar", workers=0)
+    frame = read_predictions(tmp_path / "familiar")
+    test = frame[frame["split"] == "test"]
+    assert familiar.shift["warning"] is None and familiar.shift["flagged"] < 0.1, familiar.shift
+    assert 0.3 < test["mse_quantile"].median() < 0.7 and test["ood"].mean() < 0.1
+    assert "warning" not in familiar.line()
+
+    result = CliRunner().invoke(app, ["predict", str(run), str(shifted_catalogue), "--out", str(tmp_path / "shifted"),
+                                      "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    shifted = read_predictions(tmp_path / "shifted")
+    assert shifted["ood"].mean() > 0.5 and shifted["mse_quantile"].median() > 0.99
+    output = " ".join(result.output.split())
+    assert "warning: these 120 inputs look unlike the training data" in output
+    assert "flagged" in output and "check the pixel scale, crop and stretch" in output
+    assert "their field is 19.2 arcsec across, the training inputs' 9.6" in output
+    assert "trained on inputs 24 px at 0.4 arcsec/px (9.6 arcsec across); these are 24 px at 0.8 arcsec/px" in output
+    manifest = json.loads((tmp_path / "shifted" / MANIFEST).read_text())
+    assert manifest["shift"]["warning"] is not None and manifest["shift"]["flagged"] == pytest.approx(shifted["ood"].mean())
 
 
 def test_python_api_and_catalogue_agree_bit_for_bit_in_bf16(trained, blob_cache, tmp_path):

@@ -150,46 +150,62 @@ def test_known_classes_keep_integer_labels_beside_missing_ones(tmp_path):
 
 
 # -- predictions + votes, through the CLI --------------------------------------------------------
-def write_votes(ids, path) -> pd.DataFrame:
-    """Votes for all but the last three ids: every other one featured, every third featured
-    one edge-on, the rest smooth."""
+def write_votes(ids, path, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Votes for all but the last three ids: every other one featured, every third featured one
+    edge-on, the rest smooth; in the column names of `kind`: hart16 (debiased fractions and
+    per-question totals), hart16-counts (debiased fractions and per-answer counts only, as the
+    tables are commonly distributed) or decals (GZ DECaLS). Returns (featured, edge_on)."""
     ids = list(ids)[:-3]
     featured = np.arange(len(ids)) % 2 == 0
     edge_on = featured & (np.arange(len(ids)) % 3 == 0)
-    votes = pd.DataFrame({
-        "dr7objid": ids,
-        "t01_smooth_or_features_a01_smooth_debiased": np.where(featured, 0.1, 0.9),
-        "t01_smooth_or_features_a02_features_or_disk_debiased": np.where(featured, 0.9, 0.1),
-        "t02_edgeon_a04_yes_debiased": np.where(edge_on, 0.9, 0.1),
-        "t02_edgeon_a05_no_debiased": np.where(edge_on, 0.1, 0.9),
-        "t01_smooth_or_features_total_votes": 40,
-        "t02_edgeon_total_votes": 20,
-    })
+    fractions = {"smooth": np.where(featured, 0.1, 0.9), "featured": np.where(featured, 0.9, 0.1),
+                 "yes": np.where(edge_on, 0.9, 0.1), "no": np.where(edge_on, 0.1, 0.9)}
+    if kind == "decals":
+        votes = pd.DataFrame({"iauname": ids, **{f"smooth-or-featured_{a}_fraction": fractions[b] for a, b in (
+            ("smooth", "smooth"), ("featured-or-disk", "featured"))}, **{f"disk-edge-on_{a}_fraction": fractions[a] for a in ("yes", "no")},
+            "smooth-or-featured_total-votes": 40, "disk-edge-on_total-votes": 20})
+    else:
+        votes = pd.DataFrame({
+            "dr7objid": ids,
+            "t01_smooth_or_features_a01_smooth_debiased": fractions["smooth"],
+            "t01_smooth_or_features_a02_features_or_disk_debiased": fractions["featured"],
+            "t02_edgeon_a04_yes_debiased": fractions["yes"],
+            "t02_edgeon_a05_no_debiased": fractions["no"],
+        })
+        if kind == "hart16":
+            votes["t01_smooth_or_features_total_votes"], votes["t02_edgeon_total_votes"] = 40, 20
+        else:
+            for question, answers, total in (("t01_smooth_or_features", ("a01_smooth", "a02_features_or_disk", "a03_star_or_artifact"), 40),
+                                             ("t02_edgeon", ("a04_yes", "a05_no"), 20)):
+                for answer in answers:
+                    votes[f"{question}_{answer}_count"] = total // len(answers) + (answer == answers[0]) * (total % len(answers))
+            votes["total_votes"] = 60
     votes.to_csv(path, index=False)
-    return votes
+    return featured, edge_on
 
 
-def test_cli_report_from_predictions_with_votes(run_dir, blob_cache, report, tmp_path):
+@pytest.mark.parametrize("kind", ["hart16", "hart16-counts", "decals"])
+def test_cli_report_from_predictions_with_votes(run_dir, blob_cache, report, tmp_path, kind):
     from astrovader.predict import predict_catalogue, read_predictions
 
     predict_catalogue(run_dir, blob_cache, tmp_path / "predictions", workers=0)  # every split, Parquet parts
     predictions = read_predictions(tmp_path / "predictions").query("split == 'test'")
-    votes = write_votes(predictions["id_str"], tmp_path / "votes.csv")
+    featured, edge_on = write_votes(predictions["id_str"], tmp_path / "votes.csv", kind)
     out = tmp_path / "report"
+    schema = ["--votes-schema", "decals"] if kind == "decals" else []  # the others: auto
     result = CliRunner().invoke(app, [
         "report", str(run_dir), "--out", str(out), "--predictions", str(tmp_path / "predictions"),
-        "--votes", str(tmp_path / "votes.csv"), "--labels", "label", "--subset", "0,2", "--choose-k-fits", "0",
+        "--votes", str(tmp_path / "votes.csv"), *schema, "--labels", "label", "--subset", "0,2", "--choose-k-fits", "0",
     ])
     assert result.exit_code == 0, result.output + repr(result.exception)
     page = (out / "report.html").read_text()
-    assert "Galaxy Zoo 2 votes" in page and "Known classes: label<" in page and "Choosing K" not in page
+    assert "Galaxy Zoo votes" in page and "Known classes: label<" in page and "Choosing K" not in page
     saved = json.loads((out / "summary.json").read_text())
     counts = pd.DataFrame(saved["galaxy_zoo"])
     assert counts["component"].tolist() == [0, 2]  # the subset, in order
-    assert counts["objects"].sum() == len(predictions) and counts["with_votes"].sum() == len(votes)
-    featured = votes["t01_smooth_or_features_a02_features_or_disk_debiased"] > 0.43
+    assert counts["objects"].sum() == len(predictions) and counts["with_votes"].sum() == len(featured)
     assert counts["featured"].sum() == featured.sum() and counts["smooth"].sum() == (~featured).sum()
-    assert counts["edge_on"].sum() == (votes["t02_edgeon_a04_yes_debiased"] > 0.715).sum()
+    assert counts["edge_on"].sum() == edge_on.sum()
     assert counts["edge_on"].sum() + counts["not_edge_on"].sum() == featured.sum()
     for name in ("fig13_smooth_featured", "fig14_edge_on"):
         assert (out / f"{name}.png").exists()

@@ -21,6 +21,10 @@ app = typer.Typer(
 
 PresetOption = typer.Option("cpu", "--preset", help="paper, cpu (default) or tiny")
 ConfigOption = typer.Option(None, "--config", help="YAML config file (overrides the preset)")
+VotesSchemaOption = typer.Option(
+    "auto", "--votes-schema", help="column names of the vote table: gz2 (Hart et al. 2016), decals (GZ DECaLS, "
+    "galaxy-datasets) or auto",
+)
 
 
 def load_config(preset: str = "cpu", config_file: Optional[Path] = None, **overrides) -> Config:
@@ -88,9 +92,13 @@ def cutouts(
     retries: int = typer.Option(4, "--retries", min=0, help="retries on timeouts and 5xx (never on 4xx)"),
     timeout: float = typer.Option(30.0, "--timeout", help="seconds per request"),
     image_format: str = typer.Option("jpg", "--format", help="jpg or fits (fits: legacy and hips surveys)"),
+    like: Optional[Path] = typer.Option(None, "--like", help="trained run: take --size and --pixscale from its training inputs"),
 ) -> None:
     """Download one survey cutout per catalogue row (resumable, atomic) and write a catalogue for `prepare`."""
-    from astrovader.data.cutouts import CutoutOptions, download_cutouts
+    from astrovader.data.cutouts import CutoutOptions, download_cutouts, geometry_of_run
+
+    if like is not None:
+        size, pixscale, scale_column = *geometry_of_run(like), None
 
     options = CutoutOptions(
         survey=survey, size=size, scale_column=scale_column, scale_factor=scale_factor, pixscale=pixscale,
@@ -186,7 +194,8 @@ def report(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="`astrovader predict` output; default: encode the cache split"),
     data: Optional[Path] = typer.Option(None, "--data", help="prepared cache to analyse (default: the run's own)"),
     split: str = typer.Option("test", "--split", help="objects of this split: train, validation, test or all"),
-    votes: Optional[Path] = typer.Option(None, "--votes", help="Galaxy Zoo 2 vote table (CSV/Parquet/FITS), joined on id"),
+    votes: Optional[Path] = typer.Option(None, "--votes", help="Galaxy Zoo vote table (CSV/Parquet/FITS), joined on id"),
+    votes_schema: str = VotesSchemaOption,
     vote_option: Optional[list[str]] = typer.Option(None, "--vote-option", help="KEY=VALUE vote setting, repeatable (e.g. edge_on_threshold=0.8)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="column of known classes (default: label_name, gz1_class_name, label or gz1_class)"),
     subset: Optional[str] = typer.Option(None, "--subset", help="components for Fig. 8 and the Galaxy Zoo comparison, e.g. 0,3,5"),
@@ -198,7 +207,7 @@ def report(
     from astrovader.analysis.report import ReportOptions, build_report
 
     options = ReportOptions(
-        predictions=predictions, data=data, split=split, votes=votes, vote_settings=VoteSettings.from_pairs(vote_option),
+        predictions=predictions, data=data, split=split, votes=votes, vote_settings=VoteSettings.from_pairs(vote_option, votes_schema),
         labels=labels, subset=subset, choose_k_fits=choose_k_fits, seed=seed,
     )
     with progress_bar("report") as update:
@@ -284,14 +293,17 @@ def run(
     preset: str = PresetOption,
     config_file: Optional[Path] = ConfigOption,
     seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same model"),
-    votes: Optional[Path] = typer.Option(None, "--votes", help="Galaxy Zoo 2 vote table for the report (CSV/Parquet/FITS)"),
+    votes: Optional[Path] = typer.Option(None, "--votes", help="Galaxy Zoo vote table for the report (CSV/Parquet/FITS)"),
+    votes_schema: str = VotesSchemaOption,
     labels: Optional[str] = typer.Option(None, "--labels", help="column of known classes to score the clusters against"),
 ) -> None:
     """The main job: prepare (or simulate) -> train -> predict -> report, resumable in one run folder."""
+    from astrovader.analysis.galaxy_zoo import VoteSettings
     from astrovader.pipeline import run_pipeline
 
     config = load_config(preset, config_file, **{"train.seed": seed})
-    summary = run_pipeline(out, config, data, votes=votes, labels=labels, progress=progress_bar)
+    summary = run_pipeline(out, config, data, votes=votes, vote_settings=VoteSettings.from_pairs([], votes_schema),
+                           labels=labels, progress=progress_bar)
     console.print(summary.line())
 
 

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from astrovader.analysis.galaxy_zoo import VoteSettings
 from astrovader.config import Config
 from astrovader.io import read_json, write_json_atomic
 
@@ -40,7 +41,8 @@ class PipelineSummary:
 
 
 def run_pipeline(out: str | Path, config: Config | None = None, data=None, votes: Path | None = None,
-                 labels: str | None = None, progress: ProgressFactory | None = None) -> PipelineSummary:
+                 labels: str | None = None, progress: ProgressFactory | None = None,
+                 vote_settings: VoteSettings | None = None) -> PipelineSummary:
     """Train (or resume) in `out`, then predict every prepared input and write the report."""
     from astrovader.analysis.report import ReportOptions, build_report
     from astrovader.model.io import METADATA
@@ -64,7 +66,8 @@ def run_pipeline(out: str | Path, config: Config | None = None, data=None, votes
     summary.seconds["predict"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    options = ReportOptions(predictions=out / "predictions", votes=votes, labels=labels)
+    options = ReportOptions(predictions=out / "predictions", votes=votes, labels=labels,
+                            vote_settings=vote_settings or VoteSettings())
     with bar("report") as update:
         report = build_report(out, out / "report", options, progress=update)
     summary.seconds["report"] = time.perf_counter() - started

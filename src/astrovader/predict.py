@@ -42,8 +42,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from astrovader.analysis import shift
 from astrovader.config import Config, DataConfig
-from astrovader.data.cache import Cache, decode_files, input_fingerprint, split_duplicates
+from astrovader.data.cache import Cache, decode_files, input_fingerprint, input_geometry, split_duplicates
 from astrovader.data.catalogue import has_suffix, read_catalogue
 from astrovader.data.loader import read_rows, to_float
 from astrovader.errors import AstroVaDErError, InputError
@@ -116,7 +117,7 @@ def _empty(model: VaDE, reconstruct: bool) -> dict[str, np.ndarray]:
 
 PART_SIZE = 65_536
 MANIFEST = "_manifest.json"
-MANIFEST_FORMAT = "astrovader-predictions/1"
+MANIFEST_FORMAT = "astrovader-predictions/2"  # 2: the shift columns
 FORMATS = {"parquet": (), "fits": (".fits", ".fit"), "csv": (".csv",)}
 PARQUET_FILES = (".parquet", ".pq")  # read_predictions also reads a single Parquet file
 # Rank 0 may assemble a FITS/CSV file while the others wait for it.
@@ -131,12 +132,19 @@ class PredictSummary:
     seconds: float
     out: Path
     rank: int = 0
+    shift: dict | None = None  # analysis.shift.shift_report of the inputs
 
     def line(self) -> str:
-        return (
+        line = (
             f"{self.inputs} inputs = {self.inputs - self.errors} predicted + {self.errors} with an error "
             f"({self.computed} computed now in {self.seconds:.1f} s) -> {self.out}"
         )
+        shift = self.shift or {}
+        if shift.get("flagged") is not None:
+            line += f"; {shift['flagged']:.1%} flagged as unlike the training data (column ood)"
+        if shift.get("warning"):
+            line += f"\nwarning: {shift['warning']}"
+        return line
 
 
 @dataclass
@@ -152,6 +160,12 @@ class Inputs:
     cache_folder: Path | None
     fingerprint: str
     description: dict
+
+    def geometry(self) -> dict:
+        """`data.cache.input_geometry` of these inputs (the cache's record, or measured on their files)."""
+        if self.cache_folder is not None:
+            return Cache(self.cache_folder).geometry
+        return input_geometry(self.table.select(["file_loc", *(["pixscale"] if "pixscale" in self.table.column_names else [])]).to_pandas())
 
 
 def predict_catalogue(
@@ -183,7 +197,7 @@ def predict_catalogue(
             raise AstroVaDErError(f"predict: {name} = {value!r}: must be an integer >= {least}")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    model, _ = load_model(run_dir)
+    model, metadata = load_model(run_dir)
     precision = choose_precision(model.config.train.precision, device.type)
     model.to(device).set_precision(precision)
     inputs = read_inputs(data, model.config)
@@ -202,20 +216,23 @@ def predict_catalogue(
         finished = check_output(out, folder, output_format, manifest["fingerprint"])
         if finished is not None:
             seconds = time.perf_counter() - started
-            return PredictSummary(finished["rows"], finished["errors"], 0, seconds, out, ranks.rank)
+            return PredictSummary(finished["rows"], finished["errors"], 0, seconds, out, ranks.rank, finished.get("shift"))
         n_parts = -(-len(inputs.table) // part_size)
         ranks.barrier()  # every rank has checked `out` before rank 0 changes it
         pending = ranks.from_rank_0(lambda: _begin(folder, manifest, n_parts))
+        reference = metadata.get("training_reference")
         computed = _predict_parts(
-            model, inputs, pending[ranks.rank :: ranks.size], folder, schema, batch_size, part_size, workers, progress
+            model, inputs, pending[ranks.rank :: ranks.size], folder, schema, batch_size, part_size, workers, progress,
+            reference,
         )
         computed_by_rank = ranks.gather(computed)
         manifest.update(runtime=runtime_info(precision), computed_by_rank=computed_by_rank)
-        final = ranks.from_rank_0(lambda: _finish(folder, out, output_format, manifest, n_parts, schema))
+        final = ranks.from_rank_0(lambda: _finish(folder, out, output_format, manifest, n_parts, schema, reference,
+                                                  (metadata.get("training_inputs"), inputs.geometry())))
     finally:
         ranks.close()
     seconds = time.perf_counter() - started
-    return PredictSummary(final["rows"], final["errors"], sum(computed_by_rank), seconds, out, ranks.rank)
+    return PredictSummary(final["rows"], final["errors"], sum(computed_by_rank), seconds, out, ranks.rank, final["shift"])
 
 
 def format_of(out: Path, requested: str | None) -> str:
@@ -282,7 +299,10 @@ def output_schema(n_components: int, latent_dim: int, inputs: Inputs) -> pa.Sche
     empty); component (argmax gamma, -1 for an input that could not be read); gamma_max;
     gamma_00.. (eq. 17-scaled, softmaxed); posterior_00.. (unscaled Bayes p(c | mu_z));
     mu_00..; logvar_00..; log_likelihood (log p(mu_z) under the mixture); mse (per pixel, of
-    the decoded mu_z); error ("" when fine, else the reason); then the input's own columns."""
+    the decoded mu_z); log_likelihood_quantile and mse_quantile (where the input falls among the
+    training split's, in [0, 1]; NaN for a model without a training reference); ood (True: unlike
+    the training data, `analysis.shift.flag`); error ("" when fine, else the reason); then the
+    input's own columns."""
     def block(name: str, count: int) -> list[pa.Field]:
         return [pa.field(f"{name}_{index:02d}", pa.float32()) for index in range(count)]
 
@@ -292,7 +312,8 @@ def output_schema(n_components: int, latent_dim: int, inputs: Inputs) -> pa.Sche
         pa.field("component", pa.int64()), pa.field("gamma_max", pa.float32()),
         *block("gamma", n_components), *block("posterior", n_components), *block("mu", latent_dim),
         *block("logvar", latent_dim), pa.field("log_likelihood", pa.float32()), pa.field("mse", pa.float32()),
-        pa.field("error", pa.string()),
+        pa.field("log_likelihood_quantile", pa.float32()), pa.field("mse_quantile", pa.float32()),
+        pa.field("ood", pa.bool_()), pa.field("error", pa.string()),
     ]
     names = {field.name for field in fields}
     carried = [field for field in given if field.name not in ("id_str", "split")]
@@ -336,7 +357,8 @@ def _begin(folder: Path, manifest: dict, n_parts: int) -> list[int]:
 
 
 def _predict_parts(model: VaDE, inputs: Inputs, parts: list[int], folder: Path, schema: pa.Schema, batch_size: int,
-                   part_size: int, workers: int, progress: Callable[[int, int], None] | None) -> int:
+                   part_size: int, workers: int, progress: Callable[[int, int], None] | None,
+                   reference: dict | None) -> int:
     """Predict and write `parts`, holding one part's outputs at a time; returns rows done."""
     n = len(inputs.table)
     bounds = {part: (part * part_size, min(n, (part + 1) * part_size)) for part in parts}
@@ -353,7 +375,7 @@ def _predict_parts(model: VaDE, inputs: Inputs, parts: list[int], folder: Path, 
         pieces.append((item["errors"], _outputs_with_gaps(model, item["pixels"], item["errors"])))
         done += item["stop"] - item["start"]
         if item["stop"] == bounds[item["part"]][1]:
-            table = _part_table(inputs, *bounds[item["part"]], pieces, schema)
+            table = _part_table(inputs, *bounds[item["part"]], pieces, schema, reference)
             write_with(folder / part_name(item["part"]), lambda path: pq.write_table(table, path))
             pieces = []
         if progress is not None:
@@ -406,7 +428,7 @@ def _outputs_with_gaps(model: VaDE, pixels: np.ndarray, errors: np.ndarray) -> d
     return filled
 
 
-def _part_table(inputs: Inputs, start: int, stop: int, pieces, schema: pa.Schema) -> pa.Table:
+def _part_table(inputs: Inputs, start: int, stop: int, pieces, schema: pa.Schema, reference: dict | None) -> pa.Table:
     errors = np.concatenate([piece[0] for piece in pieces])
     outputs = {name: np.concatenate([piece[1][name] for piece in pieces]) for name in pieces[0][1]}
     gamma = outputs["gamma"]
@@ -415,6 +437,7 @@ def _part_table(inputs: Inputs, start: int, stop: int, pieces, schema: pa.Schema
         "gamma_max": gamma.max(axis=1),
         "log_likelihood": outputs["log_likelihood"],
         "mse": outputs["mse"],
+        **shift.shift_columns(outputs["log_likelihood"], outputs["mse"], reference),
         "error": errors.astype(str),
     }
     for name in ("gamma", "posterior", "mu", "logvar"):
@@ -428,22 +451,28 @@ def _part_table(inputs: Inputs, start: int, stop: int, pieces, schema: pa.Schema
     return pa.table(arrays, schema=schema)
 
 
-def _finish(folder: Path, out: Path, output_format: str, manifest: dict, n_parts: int, schema: pa.Schema) -> dict:
-    """Rank 0, once every rank is done: check every part, mark the manifest complete, and
-    assemble the FITS / CSV file when asked for one."""
-    parts, errors = [], 0
+def _finish(folder: Path, out: Path, output_format: str, manifest: dict, n_parts: int, schema: pa.Schema,
+            reference: dict | None, geometries: tuple[dict | None, dict | None]) -> dict:
+    """Rank 0, once every rank is done: check every part, mark the manifest complete (with the
+    inputs' shift report), and assemble the FITS / CSV file when asked for one."""
+    parts, errors, components, flagged = [], 0, [], []
     for part in range(n_parts):
         path = folder / part_name(part)
         if not path.exists():
             raise AstroVaDErError(f"{path}: missing after every rank finished; re-run predict to redo it")
-        column = pq.read_table(path, columns=["error"]).column("error")
+        columns = pq.read_table(path, columns=["error", "component", "ood"])
+        column = columns.column("error")
         expected = min(manifest["rows"], (part + 1) * manifest["part_size"]) - part * manifest["part_size"]
         if len(column) != expected:
             raise AstroVaDErError(f"{path}: {len(column)} rows instead of {expected}; delete it and re-run predict")
         errors += pc.sum(pc.not_equal(column, "")).as_py() or 0
+        components.append(columns.column("component").to_numpy())
+        flagged.append(columns.column("ood").to_numpy(zero_copy_only=False))
         parts.append({"file": path.name, "rows": len(column)})
     finished = time.strftime("%Y-%m-%dT%H:%M:%S")
-    final = {**manifest, "complete": True, "errors": errors, "parts": parts, "finished": finished}
+    report = shift.shift_report(np.concatenate(components or [np.zeros(0, int)]),
+                                np.concatenate(flagged or [np.zeros(0, bool)]), reference, *geometries)
+    final = {**manifest, "complete": True, "errors": errors, "parts": parts, "finished": finished, "shift": report}
     write_json_atomic(folder / MANIFEST, final)
     if output_format != "parquet":
         paths = [folder / part["file"] for part in parts]

@@ -72,7 +72,8 @@ def encode_rows(model: VaDE, cache: Cache, rows: np.ndarray, reconstruct: bool =
 @dataclass
 class Objects:
     """One row per analysed object: `table` holds id_str and the carried catalogue columns
-    (labels, file_loc, ...), aligned with mu (N, J), gamma (N, K) and mse (N,) or None."""
+    (labels, file_loc, ...), aligned with mu (N, J), gamma (N, K), and mse and log_likelihood
+    (N,) or None."""
 
     table: pd.DataFrame
     mu: np.ndarray
@@ -80,6 +81,7 @@ class Objects:
     mse: np.ndarray | None
     source: str
     notes: list[str] = field(default_factory=list)  # what was left out, and why
+    log_likelihood: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -96,7 +98,8 @@ def objects_from_cache(model: VaDE, cache: Cache, split: str = "test",
         raise InputError(f"{cache.folder}: the {split!r} split is empty; choose another with --split")
     outputs = encode_rows(model, cache, index["row"].to_numpy(), reconstruct=True, progress=progress)
     table = index.drop(columns=["row"])
-    return Objects(table, outputs["mu"], outputs["gamma"], outputs["mse"], f"{cache.folder} ({split} split)")
+    return Objects(table, outputs["mu"], outputs["gamma"], outputs["mse"], f"{cache.folder} ({split} split)",
+                   log_likelihood=outputs["log_likelihood"])
 
 
 def numbered_columns(frame: pd.DataFrame, prefix: str) -> list[str]:
@@ -127,9 +130,9 @@ def objects_from_predictions(path: str | Path, split: str | None = "test") -> Ob
     frame = frame.reset_index(drop=True)
     numeric = [*mu_columns, *gamma_columns, *numbered_columns(frame, "posterior"), *numbered_columns(frame, "logvar")]
     carried = frame.drop(columns=numeric)
-    mse = frame["mse"].to_numpy(np.float64) if "mse" in frame else None
+    mse, likelihood = (frame[name].to_numpy(np.float64) if name in frame else None for name in ("mse", "log_likelihood"))
     return Objects(carried, frame[mu_columns].to_numpy(np.float32), frame[gamma_columns].to_numpy(np.float32),
-                   mse, str(path), notes)
+                   mse, str(path), notes, likelihood)
 
 
 class ImageSource:

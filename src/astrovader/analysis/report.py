@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from astrovader.analysis import clusters, figures, metrics
+from astrovader.analysis import clusters, figures, metrics, shift
 from astrovader.analysis.choose_k import check_settings, choose_k
 from astrovader.analysis.galaxy_zoo import VoteSettings, read_votes, vote_counts
 from astrovader.analysis.objects import (
@@ -201,6 +201,35 @@ def training(context: Context) -> None:
     context.headline["final validation loss"] = float(last.get("validation_total", np.nan))
 
 
+def input_shift(context: Context) -> None:
+    """How the analysed objects compare with the training split (analysis.shift)."""
+    parts = context.page.section("Inputs against the training data")
+    objects, reference = context.objects, context.run.metadata.get("training_reference")
+    if objects.mse is None or objects.log_likelihood is None or reference is None:
+        missing = "no training reference in model.json (an older model)" if reference is None else "no mse / log_likelihood"
+        parts.append(Page.note(f"{missing}: inputs not compared with the training data"))
+        return
+    columns = shift.shift_columns(objects.log_likelihood, objects.mse, reference)
+    cache = context.images.cache
+    result = shift.shift_report(objects.components, columns["ood"], reference, context.run.metadata.get("training_inputs"),
+                                cache.geometry if cache is not None else None)
+    context.tables["input_shift"] = result
+    context.headline["flagged unlike training"] = result["flagged"]
+    table = pd.DataFrame([{
+        "objects": result["inputs"], "flagged (ood)": f"{result['flagged']:.1%}",
+        "median log-likelihood quantile": f"{np.nanmedian(columns['log_likelihood_quantile']):.2f}",
+        "median MSE quantile": f"{np.nanmedian(columns['mse_quantile']):.2f}",
+        "largest component": result["largest_component"], "its share": f"{result['largest_share']:.1%}",
+        "its training share": f"{result['largest_training_share']:.1%}",
+    }])
+    parts.append(Page.table(table, f"Each object's log-likelihood under the mixture and reconstruction MSE placed among "
+                                   f"those of {reference['rows']} training objects (quantiles: 0.5 is typical). Flagged: "
+                                   f"likelihood below the training 1st percentile or MSE above the 99th (by chance "
+                                   f"{shift.EXPECTED_SHARE:.0%}).", index=False))
+    if result["warning"]:
+        parts.append(Page.note(f"Warning: {result['warning']}."))
+
+
 def reconstructions(context: Context) -> None:
     parts = context.page.section("Reconstructions (Figs. 3-4)")
     objects, options = context.objects, context.options
@@ -359,7 +388,7 @@ def galaxy_zoo(context: Context) -> None:
     options, objects, subset = context.options, context.objects, context.subset
     if context.votes is None:
         return
-    parts = context.page.section("Galaxy Zoo 2 votes (Figs. 13-14)")
+    parts = context.page.section("Galaxy Zoo votes (Figs. 13-14)")
     labels = clusters.assignments(objects.gamma, subset)
     counts = vote_counts(objects.table["id_str"], labels, context.votes, options.vote_settings, subset)
     context.tables["galaxy_zoo"] = counts.reset_index().to_dict(orient="records")
@@ -396,5 +425,5 @@ def generation(context: Context) -> None:
     parts.append(Page.note("Deblending (Fig. 12) needs a chosen galaxy and clean component: `astrovader generate --deblend`."))
 
 
-SECTIONS = (training, reconstructions, cluster_tables, galleries, subset_galleries, known_classes, choosing_k,
+SECTIONS = (training, input_shift, reconstructions, cluster_tables, galleries, subset_galleries, known_classes, choosing_k,
             galaxy_zoo, generation)

@@ -107,7 +107,7 @@ def prepare(
         write_with(out / "rejects.csv", lambda path: rejects.to_csv(path, index=False))
         meta.update(
             complete=True, inputs=len(catalogue), accepted=len(index), rejected=len(rejects),
-            shape=list(shape), splits=index["split"].value_counts().to_dict(),
+            shape=list(shape), splits=index["split"].value_counts().to_dict(), geometry=input_geometry(index),
         )
         write_json_atomic(meta_path, meta)
     return PrepareSummary(
@@ -172,6 +172,27 @@ def decode_files(files: list[str], config: DataConfig) -> tuple[np.ndarray, list
         except Exception as error:  # noqa: BLE001 - one bad file must never stop the run
             reasons.append(f"unexpected error ({error.__class__.__name__}: {error})")
     return pixels, reasons
+
+
+GEOMETRY_SAMPLE = 64  # files read to measure the inputs' geometry
+
+
+def input_geometry(table: pd.DataFrame) -> dict:
+    """The inputs as the survey delivered them, from up to GEOMETRY_SAMPLE files spread over
+    the table: the median side in pixels and, when the catalogue has a `pixscale` column (as
+    `astrovader cutouts` writes), the median arcsec per pixel and the field across."""
+    files = table["file_loc"].tolist() if "file_loc" in table else []
+    sides = []
+    for file_loc in files[:: max(1, len(files) // GEOMETRY_SAMPLE)][:GEOMETRY_SAMPLE]:
+        try:
+            sides.append(min(decode(file_loc).shape[-2:]))
+        except ImageError:
+            continue
+    side = float(np.median(sides)) if sides else None
+    pixscale = float(pd.to_numeric(table["pixscale"], errors="coerce").median()) if "pixscale" in table else math.nan
+    pixscale = None if math.isnan(pixscale) else pixscale
+    field = side * pixscale if side is not None and pixscale is not None else None
+    return {"side_px": side, "pixscale_arcsec": pixscale, "field_arcsec": field}
 
 
 def split_duplicates(catalogue: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -249,6 +270,11 @@ class Cache:
         if not self.meta.get("complete"):
             raise InputError(f"{self.folder}: cache is incomplete; re-run `astrovader prepare` to resume it")
         self.data_config = DataConfig.model_validate(self.meta["data"])
+
+    @cached_property
+    def geometry(self) -> dict:
+        """`input_geometry` of the cached inputs (measured now for caches made before it was kept)."""
+        return self.meta.get("geometry") or input_geometry(self.index)
 
     @staticmethod
     def is_cache(folder: str | Path) -> bool:

@@ -56,6 +56,24 @@ FITS_BLOCK = 2880  # a complete FITS file is a whole number of these blocks
 DOWNLOADED, SKIPPED, FAILED = "downloaded", "skipped", "failed"
 
 
+def geometry_of_run(run_dir: str | Path) -> tuple[int, float]:
+    """(size in px, arcsec per pixel) of the inputs a trained run was trained on, so that new
+    cutouts match them (`cutouts --like RUN`)."""
+    from astrovader.io import read_json
+    from astrovader.model.io import METADATA
+
+    path = Path(run_dir) / METADATA
+    if not path.exists():
+        raise InputError(f"{run_dir}: no trained model ({METADATA}) to take the cutout geometry from")
+    geometry = read_json(path).get("training_inputs") or {}
+    if geometry.get("side_px") is None or geometry.get("pixscale_arcsec") is None:
+        raise InputError(
+            f"{path}: records no pixel scale of its training inputs (their catalogue had no pixscale column); "
+            f"give --size and --pixscale (or --scale-column) yourself"
+        )
+    return int(round(geometry["side_px"])), float(geometry["pixscale_arcsec"])
+
+
 class CutoutError(AstroVaDErError):
     """One row that cannot become a cutout; its message is the reason in failures.csv."""
 

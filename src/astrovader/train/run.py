@@ -66,12 +66,25 @@ def train_run(out: str | Path, config: Config | None = None, data: str | Path | 
     if trainer.global_rank == 0:
         from astrovader.model.io import save_model
 
-        save_model(out, module.model, config, label_names=label_names, extra={"epochs": trainer.current_epoch})
+        extra = {"epochs": trainer.current_epoch, "training_reference": _training_reference(module.model, training_data),
+                 "training_inputs": Cache(source["cache"]).geometry if "cache" in source else None}
+        save_model(out, module.model, config, label_names=label_names, extra=extra)
         write_json_atomic(out / "run.json", {
             "data": source, "status": "complete", "runtime": runtime_info(precision),
             "distributed": _distributed(trainer),
         })
     return out
+
+
+def _training_reference(model, data: TrainingData) -> dict:
+    """The training split's log-likelihoods, MSEs and component shares, against which `predict`
+    and the report place new inputs (analysis.shift)."""
+    from astrovader.analysis.shift import reference_rows, training_reference
+    from astrovader.data.loader import read_rows
+    from astrovader.predict import model_outputs
+
+    model.eval()
+    return training_reference(model_outputs(model, read_rows(data.images, reference_rows(data.train_rows))))
 
 
 def _distributed(trainer: L.Trainer) -> dict[str, object]:
