@@ -435,3 +435,32 @@ def test_objects_from_predictions(tmp_path):
 def test_numbered_columns_sort_numerically():
     frame = pd.DataFrame(columns=["gamma_10", "gamma_02", "gamma_max", "mu_00", "gamma_00"])
     assert numbered_columns(frame, "gamma") == ["gamma_00", "gamma_02", "gamma_10"]
+
+
+# -- truth of the simulation ------------------------------------------------------------------------
+def test_components_are_scored_against_each_truth_attribute(tmp_path):
+    from astrovader.analysis.truth import attribute_scores, component_means
+
+    rng = np.random.default_rng(0)
+    n = 600
+    morphology = np.array(["bulge-dominated", "disk face-on", "disk edge-on"])[np.arange(n) % 3]
+    truth = pd.DataFrame({
+        "id_str": [f"g{i}" for i in range(n)], "morphology": morphology, "has_companion": rng.random(n) < 0.5,
+        "snr": rng.lognormal(4, 1, n), "flux_e": rng.lognormal(9, 1, n), "position_angle_deg": rng.uniform(0, 180, n),
+        "bulge_to_total": np.where(morphology == "bulge-dominated", 0.8, 0.2), "n_companions": rng.integers(0, 3, n),
+    })
+    truth.to_parquet(tmp_path / "truth.parquet")
+    ids = truth["id_str"].to_numpy()[::-1]  # any order: matched by id
+    by_morphology = pd.factorize(truth.set_index("id_str").loc[ids, "morphology"])[0]
+    scores = attribute_scores(by_morphology, ids, tmp_path / "truth.parquet")
+    assert scores["nmi_morphology"] == 1.0
+    for unwanted in ("nmi_has_companion", "nmi_snr", "nmi_flux", "nmi_position_angle"):
+        assert scores[unwanted] < 0.02, (unwanted, scores)
+    by_snr = (truth.set_index("id_str").loc[ids, "snr"].rank().to_numpy() * 3 // (n + 1)).astype(int)
+    assert attribute_scores(by_snr, ids, tmp_path / "truth.parquet")["nmi_snr"] > 0.4  # a defect, measured
+    means = component_means(by_morphology, ids, tmp_path / "truth.parquet")
+    assert means["objects"].tolist() == [200, 200, 200]
+    assert sorted(means["bulge-dominated"].tolist()) == [0.0, 0.0, 1.0]
+    assert sorted(means["bulge_to_total"].round(3).tolist()) == [0.2, 0.2, 0.8]
+    with pytest.raises(InputError, match="no truth for 1 object"):
+        attribute_scores(by_morphology, np.append(ids[:-1], "stranger"), tmp_path / "truth.parquet")

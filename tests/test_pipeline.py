@@ -26,6 +26,13 @@ def test_run_simulated_galaxies_end_to_end_and_rerun_is_cheap(tmp_path, tiny_con
     assert "label_name" in json.dumps(summary)  # the clusters are scored against the truth classes
     html = (run / "report" / "report.html").read_text()
     assert "NMI" in html and "disk edge-on" in html
+    # Against the simulation's truth, attribute by attribute, and the inputs against the training split.
+    assert "Against the simulation&#x27;s truth" in html or "Against the simulation's truth" in html
+    assert set(summary["truth_scores"]) >= {"nmi_morphology", "nmi_has_companion", "nmi_snr", "nmi_position_angle"}
+    means = pd.DataFrame(summary["truth_component_means"])
+    assert means["objects"].sum() == len(predictions.query("split == 'test'"))
+    assert {"bulge_to_total", "disk_axis_ratio", "snr", "with companion"} <= set(means.columns)
+    assert summary["input_shift"]["flagged"] < 0.2  # the test split is like the training split
 
     trained = (run / "model.safetensors").stat().st_mtime_ns
     again = CliRunner().invoke(app, command)

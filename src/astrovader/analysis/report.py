@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from astrovader.analysis import clusters, figures, metrics, shift
+from astrovader.analysis import clusters, figures, metrics, shift, truth
 from astrovader.analysis.choose_k import check_settings, choose_k
 from astrovader.analysis.galaxy_zoo import VoteSettings, read_votes, vote_counts
 from astrovader.analysis.objects import (
@@ -358,6 +358,29 @@ def known_classes(context: Context) -> None:
                                   "holds (completeness)."))
 
 
+def simulation_truth(context: Context) -> None:
+    """Against the simulation's truth (truth.parquet beside the catalogue the cache was made
+    from): what the components follow (morphology, companions) and what they should not (S/N,
+    flux, position angle), and each component's mean of every attribute."""
+    cache = context.images.cache
+    source = Path(cache.meta.get("source", "")) if cache is not None else None
+    path = source.parent / "truth.parquet" if source is not None else None
+    if path is None or not path.exists():
+        return
+    ids = context.objects.table["id_str"].to_numpy()
+    parts = context.page.section("Against the simulation's truth")
+    scores = truth.attribute_scores(context.objects.components, ids, path)
+    context.tables["truth_scores"] = scores
+    context.headline.update({f"{name} (truth)": value for name, value in scores.items() if name.startswith("nmi_")})
+    parts.append(Page.table(pd.DataFrame([scores]), "NMI of the components against the morphology class and "
+                                                   "has-companion (wanted high) and against S/N, flux and position-angle "
+                                                   "bins (wanted low; mi_: mutual information in nats).", index=False))
+    means = truth.component_means(context.objects.components, ids, path)
+    context.tables["truth_component_means"] = means.reset_index().to_dict(orient="records")
+    parts.append(Page.table(means.round(3), "Per component: objects, the share of each morphology and of galaxies with "
+                                           "companions, and the mean of each truth attribute."))
+
+
 def label_column(table: pd.DataFrame, requested: str | None) -> str | None:
     if requested is not None:
         if requested not in table.columns:
@@ -425,5 +448,6 @@ def generation(context: Context) -> None:
     parts.append(Page.note("Deblending (Fig. 12) needs a chosen galaxy and clean component: `astrovader generate --deblend`."))
 
 
-SECTIONS = (training, input_shift, reconstructions, cluster_tables, galleries, subset_galleries, known_classes, choosing_k,
+SECTIONS = (training, input_shift, reconstructions, cluster_tables, galleries, subset_galleries, known_classes,
+            simulation_truth, choosing_k,
             galaxy_zoo, generation)

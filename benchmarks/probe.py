@@ -1,0 +1,141 @@
+"""One training run of the clustering benchmark with config overrides, watched epoch by epoch:
+the small measurements that find causes before the full 3-seed tables.
+
+    python -m benchmarks.probe DATASET [--method vade-conv] [--seed 0] [--set KEY=VALUE ...]
+        [--name NAME] [--keep RUN_FOLDER]
+
+DATASET is simulated, gz1 or fashion-mnist (the benchmark's pixels, rows and splits); METHOD
+one of ours (vade-conv, vade-mlp, two-stage, two-stage-mlp); --set overrides any config field
+(data.* settings prepare their own cache first). Prints one JSON line per epoch: the held-out
+NMI of the model's own components (once the prior exists) and, every 5 epochs, that of a
+full-covariance GaussianMixture refitted to mu_z of the training rows. The final record adds
+accuracy, NMI and ARI of the model and of the refits (diagonal, full), and, on the simulated
+galaxies, the NMI of the components against each truth attribute (analysis.truth). Records go
+to results/probes/<NAME>.json; benchmarks/README.md lists the probes run so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import yaml
+from lightning.pytorch.callbacks import Callback
+from sklearn.mixture import GaussianMixture
+
+from astrovader.analysis.metrics import label_scores
+from astrovader.data.cache import Cache
+from astrovader.estimator import AstroVaDEr
+from astrovader.predict import model_outputs
+from astrovader.train.run import train_run
+from benchmarks import clustering
+from benchmarks.common import write_result
+
+REFIT_EVERY = 5
+REFIT_ROWS = 3000  # training rows of the per-epoch refit (all of them for the final one)
+DATASETS = ("simulated", "gz1", "fashion-mnist")
+
+
+def dataset(name: str) -> clustering.Dataset:
+    if name == "simulated":
+        found = clustering.simulated_dataset(clustering.FULL)
+    elif name == "gz1":
+        found = clustering.catalogue_dataset("gz1", clustering.SHARED_DATA / "gz1-sdss" / "catalog.csv", "gz1_class")
+    else:
+        found = clustering.idx_dataset("fashion-mnist", clustering.SHARED_DATA / "fashion-mnist")
+    return clustering.counted(found)
+
+
+def refit(mu_train: np.ndarray, mu_test: np.ndarray, classes: int, covariance: str, seed: int) -> np.ndarray:
+    """Components of a GaussianMixture fitted to training mu_z (as ClustPy's VaDE predicts)."""
+    mixture = GaussianMixture(classes, covariance_type=covariance, n_init=3, random_state=seed, reg_covar=1e-6)
+    return mixture.fit(mu_train).predict(mu_test)
+
+
+class Watch(Callback):
+    """After every epoch: held-out NMI of the model's components; every REFIT_EVERY epochs
+    and at the end of the pretraining, that of a refitted full GMM. Its time is left out."""
+
+    def __init__(self, pixels: clustering.Pixels, classes: int, seed: int, pretraining: int):
+        self.pixels, self.classes, self.seed, self.pretraining = pixels, classes, seed, pretraining
+        self.started, self.left_out = time.perf_counter(), 0.0
+        self.curve: list[dict] = []
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        started = time.perf_counter()
+        epoch = trainer.current_epoch
+        outputs = model_outputs(module.model, self.pixels.test, reconstruct=False)
+        row = {"epoch": epoch, "seconds": round(started - self.started - self.left_out, 1)}
+        if module.model.prior.initialised:
+            row["nmi"] = round(label_scores(self.pixels.test_labels, outputs["gamma"].argmax(1))["nmi"], 4)
+        if epoch == self.pretraining - 1 or epoch % REFIT_EVERY == REFIT_EVERY - 1:
+            train = model_outputs(module.model, self.pixels.train[:REFIT_ROWS], reconstruct=False)["mu"]
+            clusters = refit(train, outputs["mu"], self.classes, "full", self.seed)
+            row["refit_full_nmi"] = round(label_scores(self.pixels.test_labels, clusters)["nmi"], 4)
+        self.curve.append(row)
+        print(row, flush=True)
+        self.left_out += time.perf_counter() - started
+
+
+def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None = None) -> dict:
+    data = dataset(name)
+    config = clustering.run_config(data, method, seed, clustering.FULL).with_overrides(overrides)
+    pixels = clustering.prepared_pixels(data, config, clustering.FULL)
+    watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
+    with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:
+        run = keep or Path(folder) / "run"
+        train_run(run, config, pixels.cache, progress=False, callbacks=[watch])
+        seconds = time.perf_counter() - watch.started - watch.left_out
+        model = AstroVaDEr.load(run)
+        clusters = model.predict(pixels.test)
+        mu_train, mu_test = model.transform(pixels.train), model.transform(pixels.test)
+    scores = {"model": label_scores(pixels.test_labels, clusters)}
+    for covariance in ("diag", "full"):
+        scores[f"refit_{covariance}"] = label_scores(pixels.test_labels, refit(mu_train, mu_test, data.classes, covariance, seed))
+    record = {
+        "dataset": name, "method": method, "seed": seed, "overrides": overrides, "train_seconds": round(seconds, 1),
+        "scores": {key: {metric: round(value, 4) for metric, value in values.items()} for key, values in scores.items()},
+        "curve": watch.curve, "config": config.to_dict(),
+    }
+    if name == "simulated":
+        from astrovader.analysis.truth import attribute_scores
+
+        test_ids = Cache(pixels.cache).split("test")["id_str"].to_numpy()
+        record["truth"] = attribute_scores(clusters, test_ids, data.catalogue.parent / "truth.parquet")
+    return record
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("--method", default="vade-conv", choices=clustering.OURS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. model.covariance=full")
+    parser.add_argument("--name", help="record name (default: from the data set, method, seed and overrides)")
+    parser.add_argument("--keep", type=Path, help="keep the trained run in this folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse(argv)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    overrides = {}
+    for pair in arguments.set:
+        key, sign, value = pair.partition("=")
+        if not sign:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    record = probe(arguments.dataset, arguments.method, arguments.seed, overrides, arguments.keep)
+    name = arguments.name or "-".join([arguments.dataset, arguments.method, f"seed{arguments.seed}",
+                                       *(f"{key.split('.')[-1]}={value}" for key, value in overrides.items())])
+    write_result(f"probes/{name}", record, echo=False)
+    print({"final": record["scores"], **({"truth": record["truth"]} if "truth" in record else {})})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
