@@ -307,6 +307,21 @@ def run(
     console.print(summary.line())
 
 
+@app.command()
+def explore(
+    run_dir: Path = typer.Argument(..., help="trained run folder (model.safetensors + model.json)"),
+    predictions: Optional[Path] = typer.Argument(None, help="`astrovader predict` catalogue (default: RUN/predictions)"),
+    port: int = typer.Option(8050, "--port", min=1, max=65535, help="port to listen on"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: the whole network, with a warning)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="prepared cache holding the catalogue's images (default: the run's own)"),
+    map_method: str = typer.Option("tsne", "--map", help="latent map: tsne (UMAP when installed) or pca (instant)"),
+) -> None:
+    """Interactive cluster explorer in the browser: components, members, latent map, samples, annotations, export."""
+    from astrovader.explore import serve
+
+    serve(run_dir, predictions, host=host, port=port, data=data, map_method=map_method, say=typer.echo)
+
+
 @app.command("config")
 def show_config(
     preset: str = PresetOption,
