@@ -109,6 +109,17 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     return record
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """--set KEY=VALUE ... as config overrides (values read as YAML: 0.3, full, [1, 2])."""
+    overrides = {}
+    for pair in pairs:
+        key, sign, value = pair.partition("=")
+        if not sign:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=DATASETS)
@@ -123,12 +134,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     arguments = parse(argv)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
-    overrides = {}
-    for pair in arguments.set:
-        key, sign, value = pair.partition("=")
-        if not sign:
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+    overrides = parse_overrides(arguments.set)
     record = probe(arguments.dataset, arguments.method, arguments.seed, overrides, arguments.keep)
     name = arguments.name or "-".join([arguments.dataset, arguments.method, f"seed{arguments.seed}",
                                        *(f"{key.split('.')[-1]}={value}" for key, value in overrides.items())])

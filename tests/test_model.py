@@ -34,6 +34,12 @@ def test_mlp_backbone_and_colour_and_bce_output():
     model = VaDE(config)
     reconstruction = model.decode(model.encode(torch.rand(3, 3, 12, 12))[0])
     assert reconstruction.shape == (3, 3, 12, 12) and ((reconstruction > 0) & (reconstruction < 1)).all()
+    assert {type(layer) for layer in model.modules()} >= {torch.nn.ReLU} and not any(
+        isinstance(layer, torch.nn.LeakyReLU) for layer in model.modules())
+    leaky = VaDE(config.with_overrides({"model.mlp_activation": "leaky_relu"}))
+    slopes = {layer.negative_slope for layer in leaky.modules() if isinstance(layer, torch.nn.LeakyReLU)}
+    assert slopes == {0.01} and not any(type(layer) is torch.nn.ReLU for layer in leaky.modules())
+    assert leaky.parameter_count() == model.parameter_count()
 
 
 def _prior(seed=0, k=4, j=3):

@@ -64,9 +64,6 @@ def test_same_seed_same_model(tiny_run, blob_cache, tiny_config, tmp_path):
 
 
 def test_em_prior_update_leaves_the_prior_to_em_and_ends_on_a_fit_to_the_training_embeddings(blob_cache, tiny_config, tmp_path):
-    from astrovader.data.cache import Cache
-    from astrovader.data.loader import read_rows
-    from astrovader.train.gmm import fit_gmm
     from astrovader.train.module import TrainingData, VaDETraining
 
     config = tiny_config.with_overrides({"model.covariance": "full", "train.prior_update": "em"})
@@ -75,7 +72,24 @@ def test_em_prior_update_leaves_the_prior_to_em_and_ends_on_a_fit_to_the_trainin
     assert not any(id(parameter) in trained for parameter in module.model.prior.parameters())
     assert all(id(parameter) in trained for parameter in module.model.encoder.parameters())
 
-    run = train_run(tmp_path / "em", config, blob_cache, progress=False)
+    assert_prior_is_an_em_fit(train_run(tmp_path / "em", config, blob_cache, progress=False), blob_cache)
+
+
+def test_final_refit_trains_the_prior_by_gradient_and_ends_on_an_em_fit(blob_cache, tiny_config, tmp_path):
+    from astrovader.train.module import TrainingData, VaDETraining
+
+    config = tiny_config.with_overrides({"model.covariance": "full", "train.final_refit": True})
+    module = VaDETraining(config, TrainingData(np.zeros((1, 1, 16, 16)), np.arange(1), np.arange(1)))
+    trained = {id(parameter) for group in module.configure_optimizers().param_groups for parameter in group["params"]}
+    assert all(id(parameter) in trained for parameter in module.model.prior.parameters())
+    assert_prior_is_an_em_fit(train_run(tmp_path / "refit", config, blob_cache, progress=False), blob_cache)
+
+
+def assert_prior_is_an_em_fit(run, blob_cache):
+    from astrovader.data.cache import Cache
+    from astrovader.data.loader import read_rows
+    from astrovader.train.gmm import fit_gmm
+
     model = AstroVaDEr.load(run)
     assert model.covariances_.shape == (3, 4, 4) and np.all(np.linalg.eigvalsh(model.covariances_) > 0)
     cache = Cache(blob_cache)

@@ -67,6 +67,10 @@ class ModelConfig(_Section):
     )
     output_kernel: int = Field(3, gt=0)
     hidden: tuple[int, ...] = Field((500, 500, 2000), description="MLP backbone layer widths")
+    mlp_activation: Literal["relu", "leaky_relu"] = Field(
+        "relu", description="between the MLP backbone's layers: ReLU (VaDE's MLP) or LeakyReLU with slope 0.01 "
+        "(ClustPy's)"
+    )
     latent_dim: int = Field(20, gt=0)
     n_components: int = Field(12, gt=0)
     reconstruction: Literal["mse", "bce", "gaussian"] = Field(
@@ -117,6 +121,10 @@ class TrainConfig(_Section):
     prior_update: Literal["gradient", "em"] = Field(
         "gradient", description="the mixture prior in the joint phase: trained by Adam with the networks (VaDE), "
         "or refitted by EM to the embeddings of gmm_batches batches before every epoch"
+    )
+    final_refit: bool = Field(
+        False, description="at the end of training, refit the prior by EM (from itself) to mu_z of the whole "
+        "training split, as ClustPy's VaDE refits its readout GMM"
     )
     learning_rate: float = Field(3e-4, gt=0)
     final_learning_rate: float = Field(1e-6, gt=0)

@@ -68,9 +68,9 @@ class ConvDecoder(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    def __init__(self, input_dim: int, hidden, latent_dim: int):
+    def __init__(self, input_dim: int, hidden, latent_dim: int, activation: str):
         super().__init__()
-        self.body = _mlp([input_dim, *hidden])
+        self.body = _mlp([input_dim, *hidden], activation)
         self.mu, self.logvar = latent_heads(hidden[-1], latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,14 +79,14 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, image_shape, hidden, latent_dim: int, output: str):
+    def __init__(self, image_shape, hidden, latent_dim: int, output: str, activation: str):
         super().__init__()
         self.image_shape = tuple(image_shape)
         input_dim = int(torch.tensor(self.image_shape).prod())
         output_layer = nn.Linear(hidden[0], input_dim)
         if output != "bce":
             nn.init.constant_(output_layer.bias, OUTPUT_BIAS)  # as ConvDecoder: a live ReLU output
-        self.body = nn.Sequential(_mlp([latent_dim, *reversed(hidden)]), output_layer)
+        self.body = nn.Sequential(_mlp([latent_dim, *reversed(hidden)], activation), output_layer)
         self.output = nn.Sigmoid() if output == "bce" else nn.ReLU()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -110,11 +110,11 @@ def _conv_pair(channels: int, width: int, kernel: int, slope: float) -> list[nn.
     ]
 
 
-def _mlp(widths) -> nn.Sequential:
-    # VaDE's MLP uses ReLU between layers.
+def _mlp(widths, activation: str) -> nn.Sequential:
+    # VaDE's MLP uses ReLU between layers, ClustPy's LeakyReLU (PyTorch's slope, 0.01).
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU() if activation == "relu" else nn.LeakyReLU()]
     return nn.Sequential(*layers)
 
 
@@ -125,8 +125,8 @@ def build_networks(config: Config) -> tuple[nn.Module, nn.Module]:
         shape = (data.bands, data.image_size, data.image_size)
         input_dim = shape[0] * shape[1] * shape[2]
         return (
-            MLPEncoder(input_dim, model.hidden, model.latent_dim),
-            MLPDecoder(shape, model.hidden, model.latent_dim, model.reconstruction),
+            MLPEncoder(input_dim, model.hidden, model.latent_dim, model.mlp_activation),
+            MLPDecoder(shape, model.hidden, model.latent_dim, model.reconstruction, model.mlp_activation),
         )
     encoder = ConvEncoder(
         data.bands, data.image_size, model.filters, model.kernels, model.latent_dim, model.leaky_slope

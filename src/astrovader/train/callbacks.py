@@ -77,8 +77,8 @@ class MiniBatchGMMInit(Callback):
     """s3VDC: after the alpha phase, initialise the prior from k mini-batches of embeddings.
     With `train.prior_update: em` the prior is not trained by the optimiser but refitted by EM
     (from itself) to the embeddings of k fresh mini-batches before every later epoch, and to
-    those of the whole training split at the end. The two-stage baseline fits the mixture on all
-    training embeddings at the end."""
+    those of the whole training split at the end (also done alone with `train.final_refit`). The
+    two-stage baseline fits the mixture on all training embeddings at the end."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: VaDETraining) -> None:
         train, epoch = module.config.train, trainer.current_epoch
@@ -103,7 +103,7 @@ class MiniBatchGMMInit(Callback):
         train = module.config.train
         if gmm_init_epoch(train) is None and not module.model.prior.initialised:
             initialise_prior(module, module.data.train_rows)
-        elif train.prior_update == "em" and module.model.prior.initialised:
+        elif (train.prior_update == "em" or train.final_refit) and module.model.prior.initialised:
             initialise_prior(module, module.data.train_rows, warm=True)
 
 

@@ -1,0 +1,91 @@
+"""What the pixels allow: a small supervised CNN trained on the benchmark's training rows WITH
+their labels, scored on the held-out rows as the clusterings are (accuracy, NMI; on the simulated
+galaxies also the NMI against each truth attribute). No unsupervised method is expected to reach
+it; a target above it cannot be met on these pixels.
+
+    python -m benchmarks.ceiling DATASET [--seed 0] [--epochs 15] [--set KEY=VALUE ...]
+
+--set changes the pixels as in benchmarks.probe (e.g. data.scaling=asinh). Records go to
+results/probes/ceiling-<DATASET>-seed<N>[-<overrides>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from torch import nn
+
+from astrovader.analysis.metrics import label_scores
+from astrovader.data.cache import Cache
+from benchmarks import clustering
+from benchmarks.common import write_result
+from benchmarks.probe import DATASETS, dataset, parse_overrides
+
+BATCH = 64
+
+
+def classifier(side: int, channels: int, classes: int) -> nn.Module:
+    """Three [conv 3x3, ReLU, 2x2 max-pool] blocks of 32 filters, then 64 hidden units."""
+    blocks: list[nn.Module] = []
+    for fan_in in (channels, 32, 32):
+        blocks += [nn.Conv2d(fan_in, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+    return nn.Sequential(*blocks, nn.Flatten(), nn.Linear(32 * (side // 8) ** 2, 64), nn.ReLU(), nn.Linear(64, classes))
+
+
+def as_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (N, C, H, W) from the cache -> float in [0, 1]."""
+    return torch.as_tensor(np.asarray(pixels)).float() / 255
+
+
+def fit_predict(train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor, classes: int, epochs: int,
+                seed: int) -> np.ndarray:
+    torch.manual_seed(seed)
+    network = classifier(train.shape[-1], train.shape[1], classes)
+    optimiser = torch.optim.Adam(network.parameters(), 1e-3)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(train)).split(BATCH):
+            images = train[batch].flip(-1) if torch.rand(1) < 0.5 else train[batch]
+            loss = nn.functional.cross_entropy(network(images), labels[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        return torch.cat([network(block).argmax(1) for block in test.split(1024)]).numpy()
+
+
+def ceiling(name: str, seed: int, epochs: int, overrides: dict) -> dict:
+    data = dataset(name)
+    config = clustering.run_config(data, "vade-conv", seed, clustering.FULL).with_overrides(overrides)
+    pixels = clustering.prepared_pixels(data, config, clustering.FULL)
+    cache = Cache(pixels.cache)
+    labels = torch.tensor(cache.split("train")[data.label_column].to_numpy())
+    predicted = fit_predict(as_tensor(pixels.train), labels, as_tensor(pixels.test), data.classes, epochs, seed)
+    record = {"dataset": name, "seed": seed, "epochs": epochs, "overrides": overrides,
+              "scores": {key: round(value, 4) for key, value in label_scores(pixels.test_labels, predicted).items()}}
+    if name == "simulated":
+        from astrovader.analysis.truth import attribute_scores
+
+        test_ids = cache.split("test")["id_str"].to_numpy()
+        record["truth"] = attribute_scores(predicted, test_ids, data.catalogue.parent / "truth.parquet")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="pixel settings, e.g. data.scaling=asinh")
+    arguments = parser.parse_args(argv)
+    overrides = parse_overrides(arguments.set)
+    record = ceiling(arguments.dataset, arguments.seed, arguments.epochs, overrides)
+    suffix = "".join(f"-{key.split('.')[-1]}={value}" for key, value in overrides.items())
+    write_result(f"probes/ceiling-{arguments.dataset}-seed{arguments.seed}{suffix}", record, echo=False)
+    print(record)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
