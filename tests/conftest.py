@@ -4,6 +4,7 @@ skip cleanly when it is absent (a user's fresh clone); CI always has it."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,49 @@ def blob_cache(blob_catalogue, tiny_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("blob-cache") / "cache"
     prepare(blob_catalogue, out, tiny_config.data)
     return out
+
+
+@contextmanager
+def torch_threads(count: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models beside other work on two cores: two OpenMP threads spend most of their time
+    waiting for each other."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_per_module():
+    with torch_threads(1):
+        yield
+
+
+def class_prior_model(cache_folder: Path, config):
+    """A tiny model in seconds even on a busy machine: seeded networks, and one prior component
+    per blob class (mean and variance of the class's embeddings) instead of training."""
+    import numpy as np
+    import torch
+
+    from astrovader.data.cache import Cache
+    from astrovader.model.vade import VaDE
+    from astrovader.predict import model_outputs
+
+    torch.manual_seed(0)
+    model = VaDE(config).eval()
+    cache = Cache(cache_folder)
+    embeddings = model_outputs(model, cache.images[cache.index["row"].to_numpy()], reconstruct=False)["mu"]
+    classes = [embeddings[cache.index["label"].to_numpy() == label] for label in sorted(cache.index["label"].unique())]
+    model.prior.set_from_gmm(np.full(len(classes), 1 / len(classes)), np.stack([c.mean(0) for c in classes]),
+                             np.stack([c.var(0) for c in classes]))
+    return model

@@ -162,15 +162,6 @@ def two_process_runs(blob_cache, uneven_cache, vade_config, two_stage_config, tm
     return {"vade": vade, "two_stage": two_stage, "killed": killed}
 
 
-@pytest.fixture
-def one_thread():
-    # The one-process reference runs beside other work on two cores: one thread, as each rank.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_two_processes_match_one_process_to_rounding_without_noise(
     two_process_runs, blob_cache, two_stage_config, tmp_path, one_thread
 ):

@@ -27,7 +27,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from astrovader.analysis import clusters
-from astrovader.data.cache import Cache
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.explore import catalogue as catalogue_module
 from astrovader.explore import create_app, open_explorer, serve
@@ -38,30 +37,21 @@ from astrovader.generate import decode
 from astrovader.io import read_json, write_json_atomic
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import model_outputs, predict_catalogue, read_predictions
+from astrovader.predict import predict_catalogue, read_predictions
+
+from conftest import class_prior_model
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 @pytest.fixture(scope="module")
 def base_run(blob_cache, tiny_config, tmp_path_factory):
     """A tiny run in seconds (as test_predict's `trained`: one prior component per blob class
     instead of training), its run.json pointing at the blob cache, and its predictions."""
-    torch.manual_seed(0)
-    model = VaDE(tiny_config).eval()
-    cache = Cache(blob_cache)
-    embeddings = model_outputs(model, cache.images[cache.index["row"].to_numpy()], reconstruct=False)["mu"]
-    classes = [embeddings[cache.index["label"].to_numpy() == label] for label in range(3)]
-    model.prior.set_from_gmm(np.full(3, 1 / 3), np.stack([c.mean(0) for c in classes]), np.stack([c.var(0) for c in classes]))
-    folder = save_model(tmp_path_factory.mktemp("explore") / "run", model, tiny_config)
+    folder = save_model(tmp_path_factory.mktemp("explore") / "run", class_prior_model(blob_cache, tiny_config), tiny_config)
     write_json_atomic(folder / "run.json", {"data": {"kind": "cache", "cache": str(blob_cache)}, "status": "complete"})
     predict_catalogue(folder, blob_cache, folder / "predictions", batch_size=100, workers=0)
     return folder

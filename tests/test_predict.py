@@ -24,31 +24,15 @@ from astrovader.model.io import load_model, save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import MANIFEST, model_outputs, predict_catalogue, read_predictions
 
-from conftest import blob_images
+from conftest import blob_images, class_prior_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine two OpenMP threads
-    spend most of their time waiting for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 @pytest.fixture(scope="module")
 def trained(blob_cache, tiny_config, tmp_path_factory):
-    """A tiny model in seconds even on a busy machine: seeded networks, and one prior component
-    per blob class (mean and variance of the class's embeddings) instead of training."""
-    torch.manual_seed(0)
-    model = VaDE(tiny_config).eval()
-    cache = Cache(blob_cache)
-    embeddings = model_outputs(model, cache.images[cache.index["row"].to_numpy()], reconstruct=False)["mu"]
-    classes = [embeddings[cache.index["label"].to_numpy() == label] for label in range(3)]
-    means, variances = np.stack([c.mean(0) for c in classes]), np.stack([c.var(0) for c in classes])
-    model.prior.set_from_gmm(np.full(3, 1 / 3), means, variances)
-    return save_model(tmp_path_factory.mktemp("run") / "tiny", model, tiny_config)
+    return save_model(tmp_path_factory.mktemp("run") / "tiny", class_prior_model(blob_cache, tiny_config), tiny_config)
 
 
 @pytest.fixture(scope="module")

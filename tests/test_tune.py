@@ -4,7 +4,6 @@ resuming a study from its SQLite storage, pruning, and the four objectives."""
 import optuna
 import pandas as pd
 import pytest
-import torch
 from optuna.distributions import CategoricalDistribution
 from sklearn.metrics import normalized_mutual_info_score
 from typer.testing import CliRunner
@@ -20,13 +19,7 @@ from astrovader.predict import model_outputs
 from astrovader.train.tune import base_params, config_for, label_column, search_space, tune
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny trials beside other work on two cores: more threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
