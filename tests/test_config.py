@@ -29,7 +29,7 @@ def test_fashion_mnist_backbones_differ_only_in_their_networks():
     # pixel scaling, so a difference in scores comes from the network.
     conv, mlp = (Config.from_yaml(CONFIGS / f"fashion-mnist-{name}.yaml").to_dict() for name in ("conv", "mlp"))
     assert conv["train"] == mlp["train"] and conv["train"]["alpha_epochs"] == 20 and conv["train"]["periods"] == 2
-    for key in ("reconstruction", "latent_dim", "n_components"):
+    for key in ("reconstruction", "covariance", "responsibilities", "latent_dim", "n_components"):
         assert conv["model"][key] == mlp["model"][key]
     assert (conv["model"]["backbone"], mlp["model"]["backbone"]) == ("conv", "mlp")
     assert {key for key in conv["data"] if conv["data"][key] != mlp["data"][key]} == {"image_size", "resize_filter"}
