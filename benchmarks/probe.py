@@ -5,8 +5,9 @@ the small measurements that find causes before the full 3-seed tables.
         [--name NAME] [--keep RUN_FOLDER]
 
 DATASET is simulated, gz1 or fashion-mnist (the benchmark's pixels, rows and splits); METHOD
-one of ours (vade-conv, vade-mlp, two-stage, two-stage-mlp); --set overrides any config field
-(data.* settings prepare their own cache first). Prints one JSON line per epoch: the held-out
+one of ours (vade-conv, vade-mlp, two-stage, two-stage-mlp) or a pixel baseline (pca-gmm,
+pca-gmm-full, kmeans-pca: seconds, which pixels carry the classes); --set overrides any config
+field (data.* settings prepare their own cache first). Prints one JSON line per epoch: the held-out
 NMI of the model's own components (once the prior exists) and, every 5 epochs, that of a
 full-covariance GaussianMixture refitted to mu_z of the training rows. The final record adds
 accuracy, NMI and ARI of the model and of the refits (diagonal, full), and, on the simulated
@@ -85,6 +86,10 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     data = dataset(name)
     config = clustering.run_config(data, method, seed, clustering.FULL).with_overrides(overrides)
     pixels = clustering.prepared_pixels(data, config, clustering.FULL)
+    if method in clustering.PIXEL_BASELINES:
+        result = clustering.run_pixel_baseline(method, pixels, data.classes, seed)
+        return scored(data, method, seed, overrides, config, pixels, result["clusters"],
+                      {}, result["train_seconds"], [])
     watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
     with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:
         run = keep or Path(folder) / "run"
@@ -93,15 +98,22 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         model = AstroVaDEr.load(run)
         clusters = model.predict(pixels.test)
         mu_train, mu_test = model.transform(pixels.train), model.transform(pixels.test)
+    refits = {f"refit_{covariance}": refit(mu_train, mu_test, data.classes, covariance, seed)
+              for covariance in ("diag", "full")}
+    return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve)
+
+
+def scored(data: clustering.Dataset, method: str, seed: int, overrides: dict, config, pixels: clustering.Pixels,
+           clusters: np.ndarray, refits: dict, seconds: float, curve: list) -> dict:
+    """The probe's record: scores of the clusters (and of any refits), against the truth too."""
     scores = {"model": label_scores(pixels.test_labels, clusters)}
-    for covariance in ("diag", "full"):
-        scores[f"refit_{covariance}"] = label_scores(pixels.test_labels, refit(mu_train, mu_test, data.classes, covariance, seed))
+    scores |= {key: label_scores(pixels.test_labels, value) for key, value in refits.items()}
     record = {
-        "dataset": name, "method": method, "seed": seed, "overrides": overrides, "train_seconds": round(seconds, 1),
+        "dataset": data.name, "method": method, "seed": seed, "overrides": overrides, "train_seconds": round(seconds, 1),
         "scores": {key: {metric: round(value, 4) for metric, value in values.items()} for key, values in scores.items()},
-        "curve": watch.curve, "config": config.to_dict(),
+        "curve": curve, "config": config.to_dict(),
     }
-    if name == "simulated":
+    if data.name == "simulated":
         from astrovader.analysis.truth import attribute_scores
 
         test_ids = Cache(pixels.cache).split("test")["id_str"].to_numpy()
@@ -123,7 +135,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=DATASETS)
-    parser.add_argument("--method", default="vade-conv", choices=clustering.OURS)
+    parser.add_argument("--method", default="vade-conv", choices=(*clustering.OURS, *clustering.PIXEL_BASELINES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. model.covariance=full")
     parser.add_argument("--name", help="record name (default: from the data set, method, seed and overrides)")
