@@ -38,7 +38,7 @@ from astrovader.data.loader import read_rows, to_float
 from astrovader.errors import InputError
 from astrovader.estimator import AstroVaDEr
 from astrovader.io import read_json, write_with
-from astrovader.predict import model_outputs
+from astrovader.model.inference import model_outputs
 from astrovader.train.run import train_run
 from benchmarks import clustpy_runner
 from benchmarks.common import QUICK as QUICK_FOLDER, RESULTS, machine_description, write_result

@@ -20,9 +20,9 @@ import time
 import torch
 
 from astrovader.config import Config
-from astrovader.generate import decode, sample_images, write_samples
+from astrovader.generate import sample_images, write_samples
+from astrovader.model.inference import BLOCK, decode
 from astrovader.model.vade import VaDE
-from astrovader.predict import BLOCK
 from astrovader.runtime import choose_precision
 from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 

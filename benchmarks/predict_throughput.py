@@ -4,7 +4,7 @@ time this machine would need for 10^6 and 10^8 galaxies.
 
     python -m benchmarks.predict_throughput [--quick]
 
-"model" times `predict.model_outputs` alone (encode to mu_z, gamma, posterior, likelihood,
+"model" times `model.inference.model_outputs` alone (encode to mu_z, gamma, posterior, likelihood,
 decode for the mse, in the fixed blocks that make outputs batch-independent); "end to end" times
 `predict_catalogue` on a prepared cache (read with a worker process, predict, write Parquet
 parts), counted from its first to its last batch, so start-up is left out (it is reported
@@ -26,9 +26,10 @@ import torch
 
 from astrovader.config import Config
 from astrovader.data.cache import prepare
+from astrovader.model.inference import BLOCK, model_outputs
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import BLOCK, model_outputs, predict_catalogue
+from astrovader.predict import predict_catalogue
 from astrovader.runtime import choose_precision
 from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 

@@ -31,7 +31,7 @@ from sklearn.mixture import GaussianMixture
 from astrovader.analysis.metrics import label_scores
 from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
-from astrovader.predict import model_outputs
+from astrovader.model.inference import model_outputs
 from astrovader.train.run import train_run
 from benchmarks import clustering
 from benchmarks.common import write_result

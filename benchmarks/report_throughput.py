@@ -26,9 +26,9 @@ from astrovader.analysis.report import SECTIONS, ReportOptions, build_report
 from astrovader.config import Config
 from astrovader.data.cache import prepare
 from astrovader.io import write_json_atomic
+from astrovader.model.inference import BLOCK, model_outputs
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import BLOCK, model_outputs
 from astrovader.runtime import choose_precision, runtime_info
 from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result
 

@@ -121,8 +121,8 @@ def class_prior_model(cache_folder: Path, config):
     import torch
 
     from astrovader.data.cache import Cache
+    from astrovader.model.inference import model_outputs
     from astrovader.model.vade import VaDE
-    from astrovader.predict import model_outputs
 
     torch.manual_seed(0)
     model = VaDE(config).eval()

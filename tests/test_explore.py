@@ -33,8 +33,8 @@ from astrovader.explore import create_app, open_explorer, serve
 from astrovader.explore.annotations import Annotations
 from astrovader.explore.catalogue import Catalogue
 from astrovader.explore.latent import LatentMap
-from astrovader.generate import decode
 from astrovader.io import read_json, write_json_atomic
+from astrovader.model.inference import decode
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import predict_catalogue, read_predictions

@@ -22,14 +22,14 @@ from astrovader.data.cache import Cache
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.estimator import AstroVaDEr
 from astrovader.generate import (
-    Traversal, decode, deblend, interpolate, iter_samples, load_galaxies, most_probable_members, sample_images,
+    Traversal, deblend, interpolate, iter_samples, load_galaxies, most_probable_members, sample_images,
     sample_latents, samples_figure, shortest_tour, strip_figure, tour, tour_length, traversal, traversal_figure,
     write_samples,
 )
 from astrovader.io import read_json, write_json_atomic
+from astrovader.model.inference import decode, model_outputs
 from astrovader.model.io import load_model, save_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import model_outputs
 from astrovader.train.gmm import fit_gmm
 
 
@@ -330,6 +330,9 @@ def test_estimator_sample_interpolate_and_traverse_use_generate(run, model, gala
     path = estimator.interpolate(pixels[0], pixels[1], steps=4)
     assert np.array_equal(path, interpolate(model, outputs["mu"][0], outputs["mu"][1], 4)[1])
     assert estimator.traverse(pixels, steps=3).shape == (4, 3, 1, 16, 16)
+    reconstructions = estimator.reconstruct(pixels)  # the kernel's fixed blocks and clamp, as everywhere
+    assert np.array_equal(reconstructions, decode(model, outputs["mu"]))
+    assert np.array_equal(estimator.reconstruct(pixels[3:5]), reconstructions[3:5])
 
 
 def test_report_hook_yields_figures_9_to_11(model, galaxies):

@@ -20,9 +20,10 @@ from astrovader.cli import app
 from astrovader.config import Config
 from astrovader.data.cache import Cache, prepare
 from astrovader.errors import AstroVaDErError, InputError
+from astrovader.model.inference import model_outputs
 from astrovader.model.io import load_model, save_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import MANIFEST, model_outputs, predict_catalogue, read_predictions
+from astrovader.predict import MANIFEST, predict_catalogue, read_predictions
 
 from conftest import blob_images, class_prior_model
 

@@ -14,8 +14,8 @@ from astrovader.config import Config
 from astrovader.data.cache import Cache
 from astrovader.errors import InputError
 from astrovader.io import read_json
+from astrovader.model.inference import model_outputs
 from astrovader.model.io import load_model
-from astrovader.predict import model_outputs
 from astrovader.train.tune import base_params, config_for, label_column, search_space, tune
 
 

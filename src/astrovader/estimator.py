@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from astrovader.config import Config
 from astrovader.errors import AstroVaDErError, InputError
@@ -65,7 +64,7 @@ class AstroVaDEr:
 
     # -- inference ----------------------------------------------------------------------------
     def outputs(self, x, reconstruct: bool = False) -> dict[str, np.ndarray]:
-        from astrovader.predict import model_outputs
+        from astrovader.model.inference import model_outputs
 
         return model_outputs(self._model(), self.pixels(x), reconstruct=reconstruct)
 
@@ -85,13 +84,12 @@ class AstroVaDEr:
         """log p(mu_z) under the mixture, per image (N,)."""
         return self.outputs(x)["log_likelihood"]
 
-    @torch.no_grad()
     def reconstruct(self, x) -> np.ndarray:
-        from astrovader.data.loader import to_float
+        """Images (N, C, H, W) in [0, 1]: each image's mu_z decoded, in the fixed blocks of
+        `model.inference` (so batch-independent) and clipped to the data's range."""
+        from astrovader.model.inference import decode
 
-        model = self._model()
-        images = to_float(self.pixels(x))
-        return np.concatenate([model.decode(model.encode(chunk)[0]).numpy() for chunk in images.split(256)])
+        return decode(self._model(), self.transform(x))
 
     def sample(self, n: int, component: int | list[int] | None = None, seed: int = 0,
                variance_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

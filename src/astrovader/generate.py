@@ -2,15 +2,15 @@
 the components, latent traversals, deblending by interpolation, and interpolation between two
 galaxies.
 
-Every latent vector is decoded in blocks of exactly `predict.BLOCK` rows (the last zero-padded),
-and synthetic block b draws its components and noise from its own generator seeded by
-(seed, b). So a synthetic image depends only on the seed, the settings and its index: never on
-the chunk size, on how many images are made, or on what else is generated. Decoded pixels are
-clipped to [0, 1], the range of the data (the ReLU output can overshoot).
+Every latent vector is decoded by `model.inference.decode`, in blocks of exactly BLOCK rows (the
+last zero-padded) and clipped to [0, 1]; synthetic block b draws its components and noise from
+its own generator seeded by (seed, b). So a synthetic image depends only on the seed, the
+settings and its index: never on the chunk size, on how many images are made, or on what else
+is generated.
 
 All functions take a loaded model (`model.io.load_model`), and model-ready pixels (N, C, H, W)
 (uint8 or floats in [0, 1]) or their embeddings mu (N, J) and gamma (N, K) from
-`predict.model_outputs`.
+`model.inference.model_outputs`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from astrovader.analysis.figures import ImageRow, image_grid, save_figure
 from astrovader.data.loader import seed_for, to_float
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.io import atomic_path, read_json, write_json_atomic, write_with
+from astrovader.model.inference import BLOCK, decode, image_shape, model_outputs
 from astrovader.model.vade import VaDE
-from astrovader.predict import BLOCK, model_outputs, padded_blocks
 
 DEFAULT_CHUNK = 1024
 GRID_IMAGES = 36  # synthetic images shown per component (a 6 x 6 grid)
@@ -39,21 +39,7 @@ COST_RESOLUTION = 10**6
 SOLVER_DETERMINISTIC_SECONDS = 60.0
 
 
-# -- decoding and sampling (Fig. 9) ------------------------------------------------------------
-@torch.no_grad()
-def decode(model: VaDE, z: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Images (N, C, H, W) in [0, 1] for latent vectors (N, J), decoded in fixed blocks."""
-    z = torch.as_tensor(np.asarray(z, dtype=np.float32))
-    device = next(model.parameters()).device
-    parts = [model.decode(padded.to(device))[:count].clamp_(0, 1).cpu().numpy() for padded, count in padded_blocks(z)]
-    return np.concatenate(parts) if parts else np.zeros((0, *image_shape(model)), np.float32)
-
-
-def image_shape(model: VaDE) -> tuple[int, int, int]:
-    data = model.config.data
-    return data.bands, data.image_size, data.image_size
-
-
+# -- sampling (Fig. 9) ----------------------------------------------------------------------------
 def component_subset(model: VaDE, components: int | Sequence[int] | None) -> list[int]:
     """The components to sample from, sorted and checked: all of them when None."""
     count = model.prior.n_components
@@ -288,7 +274,7 @@ class Tour:
 
 def tour(model: VaDE, mu: np.ndarray, gamma: np.ndarray, steps: int = 8, closed: bool = True) -> Tour:
     """The most probable member of each component (from the embeddings mu (N, J) and gamma
-    (N, K) of `predict.model_outputs`), ordered by the shortest (travelling-salesperson) tour
+    (N, K) of `model.inference.model_outputs`), ordered by the shortest (travelling-salesperson) tour
     through their mu, and the images decoded along each leg."""
     members = most_probable_members(gamma)
     if len(members) < 2:

@@ -3,7 +3,7 @@ Fig. 5, re-labelling within a subset of components (Fig. 8), gallery members (Fi
 a 2-D map of the latent space.
 
 Every function takes plain arrays: mu (N, J) and gamma (N, K) come from a predictions table
-or straight from `predict.model_outputs`.
+or straight from `model.inference.model_outputs`.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ from astrovader.data.cache import Cache, decode_files
 from astrovader.data.loader import read_rows, to_float
 from astrovader.errors import InputError
 from astrovader.io import read_json
+from astrovader.model.inference import model_outputs
 from astrovader.model.io import load_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import model_outputs, read_predictions
+from astrovader.predict import read_predictions
 
 CHUNK = 2048  # rows read and encoded at a time: bounded memory on large caches
 
@@ -58,7 +59,7 @@ def open_run(folder: str | Path) -> Run:
 
 def encode_rows(model: VaDE, cache: Cache, rows: np.ndarray, reconstruct: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-    """`predict.model_outputs` of cache rows, read and encoded CHUNK rows at a time."""
+    """`model.inference.model_outputs` of cache rows, read and encoded CHUNK rows at a time."""
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, len(rows), CHUNK):
         parts.append(model_outputs(model, read_rows(cache.images, rows[start : start + CHUNK]), reconstruct))

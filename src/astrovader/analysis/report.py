@@ -24,8 +24,9 @@ from astrovader.analysis.objects import (
     ImageSource, Objects, Run, objects_from_cache, objects_from_predictions, open_run,
 )
 from astrovader.errors import AstroVaDErError
-from astrovader.generate import decode, report_figures
+from astrovader.generate import report_figures
 from astrovader.io import write_json_atomic, write_text_atomic
+from astrovader.model.inference import decode
 
 LABEL_COLUMNS = ("label_name", "gz1_class_name", "label", "gz1_class")
 # Per-class purest component: only components of at least this many members (or 1 % of the

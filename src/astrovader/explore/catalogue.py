@@ -19,7 +19,8 @@ from astrovader.analysis.objects import numbered_columns, open_run
 from astrovader.data.cache import Cache
 from astrovader.data.loader import read_rows
 from astrovader.errors import AstroVaDErError, InputError
-from astrovader.predict import model_outputs, read_predictions
+from astrovader.model.inference import model_outputs
+from astrovader.predict import read_predictions
 
 PAGE_LIMIT = 200  # members per page at most: the browser never holds more than a page
 TOP_MEMBERS = 8  # most probable members shown per component

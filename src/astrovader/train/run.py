@@ -81,7 +81,7 @@ def _training_reference(model, data: TrainingData) -> dict:
     and the report place new inputs (analysis.shift)."""
     from astrovader.analysis.shift import reference_rows, training_reference
     from astrovader.data.loader import read_rows
-    from astrovader.predict import model_outputs
+    from astrovader.model.inference import model_outputs
 
     model.eval()
     return training_reference(model_outputs(model, read_rows(data.images, reference_rows(data.train_rows))))

@@ -37,7 +37,7 @@ from astrovader.data.cache import Cache
 from astrovader.data.loader import read_rows
 from astrovader.errors import InputError, TrainingError
 from astrovader.io import write_json_atomic, write_with
-from astrovader.predict import model_outputs
+from astrovader.model.inference import model_outputs
 from astrovader.train.module import VaDETraining
 from astrovader.train.run import resolve_data, train_run
 
