@@ -23,7 +23,8 @@ from astrovader.errors import AstroVaDErError, InputError
 from astrovader.model.inference import model_outputs
 from astrovader.model.io import load_model, save_model
 from astrovader.model.vade import VaDE
-from astrovader.predict import MANIFEST, predict_catalogue, read_predictions
+from astrovader.predict import predict_catalogue, read_predictions
+from astrovader.predict.parts import MANIFEST
 
 from conftest import blob_images, class_prior_model
 
