@@ -20,7 +20,8 @@ import time
 import torch
 
 from astrovader.config import Config
-from astrovader.generate import sample_images, write_samples
+from astrovader.generate.latents import sample_images
+from astrovader.generate.writers import write_samples
 from astrovader.model.inference import BLOCK, decode
 from astrovader.model.vade import VaDE
 from astrovader.runtime import choose_precision

@@ -134,7 +134,7 @@ import sys
 from pathlib import Path
 from astrovader.analysis.objects import Run
 from astrovader.config import Config
-from astrovader.generate import load_galaxies
+from astrovader.generate.run import load_galaxies
 from astrovader.model.vade import VaDE
 model = VaDE(Config.from_preset("tiny"))
 cache = Path({str(tmp_path / "cache")!r})

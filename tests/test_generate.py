@@ -15,17 +15,18 @@ import torch
 from astropy.io import fits
 from typer.testing import CliRunner
 
-from astrovader import generate
 from astrovader.analysis import clusters
 from astrovader.cli import app
 from astrovader.data.cache import Cache
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.estimator import AstroVaDEr
-from astrovader.generate import (
-    Traversal, deblend, interpolate, iter_samples, load_galaxies, most_probable_members, sample_images,
-    sample_latents, samples_figure, shortest_tour, strip_figure, tour, tour_length, traversal, traversal_figure,
-    write_samples,
+from astrovader.generate.figures import report_figures, samples_figure, strip_figure, traversal_figure
+from astrovader.generate.latents import (
+    Traversal, deblend, interpolate, iter_samples, sample_images, sample_latents, traversal,
 )
+from astrovader.generate.run import load_galaxies
+from astrovader.generate.tour import most_probable_members, shortest_tour, tour, tour_length
+from astrovader.generate.writers import write_samples
 from astrovader.io import read_json, write_json_atomic
 from astrovader.model.inference import decode, model_outputs
 from astrovader.model.io import load_model, save_model
@@ -337,7 +338,7 @@ def test_estimator_sample_interpolate_and_traverse_use_generate(run, model, gala
 
 def test_report_hook_yields_figures_9_to_11(model, galaxies):
     outputs = galaxies[2]
-    figures = list(generate.report_figures(model, outputs["mu"], outputs["gamma"], seed=0))
+    figures = list(report_figures(model, outputs["mu"], outputs["gamma"], seed=0))
     assert [name for name, _, _ in figures] == ["synthetic", "tour", "traversal"]
     synthetic = figures[0][1].axes
     assert [axis.get_ylabel() for axis in synthetic] == ["c = 0", "c = 1", "c = 2"]  # one row of 8 per component

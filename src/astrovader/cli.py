@@ -175,7 +175,7 @@ def generate(
     interpolate: Optional[tuple[str, str]] = typer.Option(None, "--interpolate", help="ids of two galaxies to interpolate between"),
 ) -> None:
     """Synthetic galaxies, interpolation tour, latent traversal, deblending and pair interpolation."""
-    from astrovader.generate import GenerateRequest, run_generate
+    from astrovader.generate.run import GenerateRequest, run_generate
 
     request = GenerateRequest(
         n=n, components=component or None, seed=seed, variance_scale=variance_scale, image_format=image_format,

@@ -3,7 +3,7 @@
     model = AstroVaDEr(preset="cpu").fit("catalog.csv", out="runs/gz1")
     model.predict_proba(images)      # gamma (eq. 17 scaled), per galaxy, batch-independent
     model.sample(16, component=3)    # synthetic galaxies from one mixture component
-    model.interpolate(a, b), model.traverse(images)   # latent-space walks (Figs. 10-12: generate.py)
+    model.interpolate(a, b), model.traverse(images)   # latent-space walks (Figs. 10-12: generate/)
     model.weights_, model.means_, model.covariances_
 
 Inputs `x` are model-ready pixels, an array (N, H, W) or (N, C, H, W), uint8 or floats in
@@ -94,8 +94,8 @@ class AstroVaDEr:
     def sample(self, n: int, component: int | list[int] | None = None, seed: int = 0,
                variance_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(images (n, C, H, W), components (n,)): c ~ Cat(pi) (restricted to the given component
-        or components), z ~ N(mu_c, variance_scale * sigma_c^2); see generate.sample_images."""
-        from astrovader.generate import sample_images
+        or components), z ~ N(mu_c, variance_scale * sigma_c^2); see generate.latents.sample_images."""
+        from astrovader.generate.latents import sample_images
 
         images, components, _ = sample_images(self._model(), n, component, seed, variance_scale)
         return images, components
@@ -103,15 +103,15 @@ class AstroVaDEr:
     def interpolate(self, a, b, steps: int = 8) -> np.ndarray:
         """Images (steps, C, H, W) decoded along the line between the embeddings of images a
         and b, each (H, W) or (C, H, W); the first and last are their reconstructions."""
-        from astrovader.generate import interpolate
+        from astrovader.generate.latents import interpolate
 
         z_a, z_b = (self.transform(np.asarray(image)[None])[0] for image in (a, b))
         return interpolate(self._model(), z_a, z_b, steps)[1]
 
     def traverse(self, x, steps: int = 9) -> np.ndarray:
         """Images (J, steps, C, H, W): latent j from its minimum to its maximum over x's
-        embeddings, the others at their mean (paper Fig. 11); see generate.traversal."""
-        from astrovader.generate import traversal
+        embeddings, the others at their mean (paper Fig. 11); see generate.latents.traversal."""
+        from astrovader.generate.latents import traversal
 
         return traversal(self._model(), self.transform(x), steps).images
 

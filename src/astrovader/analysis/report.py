@@ -24,7 +24,7 @@ from astrovader.analysis.objects import (
     ImageSource, Objects, Run, objects_from_cache, objects_from_predictions, open_run,
 )
 from astrovader.errors import AstroVaDErError
-from astrovader.generate import report_figures
+from astrovader.generate.figures import report_figures
 from astrovader.io import write_json_atomic, write_text_atomic
 from astrovader.model.inference import decode
 

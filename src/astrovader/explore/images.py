@@ -16,7 +16,7 @@ from astrovader.analysis.figures import display_image, image_strip
 from astrovader.data.loader import to_float
 from astrovader.errors import InputError
 from astrovader.explore.catalogue import Catalogue, UnknownItem
-from astrovader.generate import sample_images
+from astrovader.generate.latents import sample_images
 from astrovader.model.inference import decode
 
 IMAGES_KEPT = 4096  # PNGs kept per kind: a few pages of thumbnails, a few kB each
