@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrovader.analysis.objects import objects_from_cache, open_run
+from astrovader.analysis.objects import objects_from_cache
 from astrovader.analysis.report import SECTIONS, ReportOptions, build_report
 from astrovader.config import Config
 from astrovader.data.cache import prepare
-from astrovader.io import write_json_atomic
 from astrovader.model.inference import BLOCK, model_outputs
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
+from astrovader.runs import RunFolder
 from astrovader.runtime import choose_precision, runtime_info
 from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result
 
@@ -57,8 +57,8 @@ def random_run(folder: Path, cache: Path, config: Config, precision: str) -> Pat
         model.prior.means.normal_()
         model.prior.logits.normal_()
     save_model(folder, model, config)
-    write_json_atomic(folder / "run.json", {"data": {"kind": "cache", "cache": str(cache)}, "status": "complete",
-                                            "runtime": runtime_info(precision)})
+    RunFolder(folder).write_info({"data": {"kind": "cache", "cache": str(cache)}, "status": "complete",
+                                  "runtime": runtime_info(precision)})
     return folder
 
 
@@ -82,7 +82,7 @@ def main() -> None:
         summary = prepare(galaxy_catalogue(folder, count), folder / "cache", config.data)
         prepare_seconds = time.perf_counter() - started
         run = random_run(folder / "run", folder / "cache", config, precision)
-        loaded = open_run(run)
+        loaded = RunFolder(run).open()
         started = time.perf_counter()
         objects_from_cache(loaded.model, loaded.cache(), "all")  # the report's encoding step, timed alone
         encode_rate = summary.accepted / (time.perf_counter() - started)

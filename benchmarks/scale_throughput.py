@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import Callback
 
 from astrovader.config import Config
 from astrovader.data.cache import split_sizes
+from astrovader.runs import RunFolder
 from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result
 from benchmarks.train_throughput import training_step
 
@@ -66,7 +67,7 @@ def worker(arguments) -> None:
     out = Path(arguments.out)
     train_run(out / "run", config, pixels, progress=False, callbacks=[timer])
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        run = json.loads((out / "run" / "run.json").read_text())
+        run = RunFolder(out / "run").read_info()
         train_rows = split_sizes(setting["images"], config.data)[0]
         (out / "timing.json").write_text(json.dumps({"seconds": timer.seconds, "train_rows": train_rows, "run": run}))
 

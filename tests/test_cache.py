@@ -132,10 +132,10 @@ def test_checking_a_cache_for_the_report_or_generate_does_not_import_lightning(t
     code = f"""
 import sys
 from pathlib import Path
-from astrovader.analysis.objects import Run
 from astrovader.config import Config
 from astrovader.generate.run import load_galaxies
 from astrovader.model.vade import VaDE
+from astrovader.runs import Run
 model = VaDE(Config.from_preset("tiny"))
 cache = Path({str(tmp_path / "cache")!r})
 Run(cache, model, {{}}, {{}}).cache(cache)

@@ -246,11 +246,12 @@ def test_cli_errors_are_one_line(run_dir, tmp_path, arguments, message):
 
 
 def test_run_cache_and_image_source(run_dir, blob_cache, blob_catalogue, tiny_config, tmp_path):
-    from astrovader.analysis.objects import ImageSource, open_run
+    from astrovader.analysis.objects import ImageSource
+    from astrovader.runs import RunFolder
     from astrovader.data.cache import Cache, prepare
     from astrovader.data.loader import read_rows
 
-    run = open_run(run_dir)
+    run = RunFolder(run_dir).open()
     assert run.cache().folder == Cache(blob_cache).folder  # the one recorded in run.json
     assert run.cache(blob_cache).folder == Cache(blob_cache).folder
     bigger = tmp_path / "cache-24px"

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from astrovader.analysis.galaxy_zoo import VoteSettings
 from astrovader.config import Config
-from astrovader.io import read_json, write_json_atomic
+from astrovader.errors import InputError
+from astrovader.io import write_json_atomic
+from astrovader.runs import RunFolder
 
 ProgressFactory = Callable[[str], AbstractContextManager]
 
@@ -45,22 +47,24 @@ def run_pipeline(out: str | Path, config: Config | None = None, data=None, votes
                  vote_settings: VoteSettings | None = None) -> PipelineSummary:
     """Train (or resume) in `out`, then predict every prepared input and write the report."""
     from astrovader.analysis.report import ReportOptions, build_report
-    from astrovader.model.io import METADATA
     from astrovader.predict import predict_catalogue
-    from astrovader.train.run import LAST_CHECKPOINT, train_run
+    from astrovader.train.run import train_run
 
     out = Path(out)
+    run = RunFolder(out)
     bar = progress or (lambda name: nullcontext())
     summary = PipelineSummary(out)
 
     started = time.perf_counter()
-    if not (out / METADATA).exists():
-        resume = (out / LAST_CHECKPOINT).exists()
+    if not run.has_model():
+        resume = run.last_checkpoint.exists()
         train_run(out, None if resume else config, None if resume else data, resume=resume, progress=progress is not None)
     summary.seconds["data + train"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    cache = Path(read_json(out / "run.json")["data"]["cache"])
+    cache = run.recorded_cache()
+    if cache is None:  # trained on an in-memory array
+        raise InputError(f"{out}: records no prepared cache of its data to predict")
     with bar("predict") as update:
         predict_catalogue(out, cache, out / "predictions", progress=update, output_format="parquet")
     summary.seconds["predict"] = time.perf_counter() - started

@@ -130,10 +130,11 @@ def choose_k_for_run(run_dir: str | Path, data: str | Path | None = None, split:
                      progress: Callable[[int, int], None] | None = None) -> ChooseK:
     """choose_k on mu_z of a cache split (the run's own cache by default), encoding only the
     rows that the drawn batches use."""
-    from astrovader.analysis.objects import encode_rows, open_run
+    from astrovader.analysis.objects import encode_rows
+    from astrovader.runs import RunFolder
 
     check_settings(fits, batch_size, max_components, threshold)
-    run = open_run(run_dir)
+    run = RunFolder(run_dir).open()
     cache = run.cache(data)
     if cache is None:
         raise AstroVaDErError(f"{run_dir}: the run records no prepared cache; give DATA (a cache folder)")

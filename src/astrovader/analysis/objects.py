@@ -1,4 +1,4 @@
-"""What an analysis works on: a trained run, its cache, and the analysed objects (mu_z, gamma,
+"""What an analysis of a trained run (`runs.Run`) works on: the analysed objects (mu_z, gamma,
 reconstruction error and the catalogue columns carried with them), taken from a predictions
 table or computed from a cache split. Both paths give the same `Objects`."""
 
@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -16,45 +16,11 @@ import pandas as pd
 from astrovader.data.cache import Cache, decode_files
 from astrovader.data.loader import read_rows, to_float
 from astrovader.errors import InputError
-from astrovader.io import read_json
 from astrovader.model.inference import model_outputs
-from astrovader.model.io import load_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import read_predictions
 
 CHUNK = 2048  # rows read and encoded at a time: bounded memory on large caches
-
-
-@dataclass
-class Run:
-    folder: Path
-    model: VaDE
-    metadata: dict[str, Any]
-    info: dict[str, Any]  # run.json (empty when absent)
-
-    @property
-    def config(self):
-        return self.model.config
-
-    def cache(self, data: str | Path | None = None) -> Cache | None:
-        """The cache `data`, else the one the run was trained on (None if there is none)."""
-        if data is None:
-            recorded = self.info.get("data", {}).get("cache")
-            if recorded is None or not Cache.is_cache(recorded):
-                return None
-            data = recorded
-        elif not Cache.is_cache(data):
-            raise InputError(f"{data}: not a prepared cache (no cache.json); run `astrovader prepare` first")
-        cache = Cache(data)
-        cache.check_matches(self.config.data)
-        return cache
-
-
-def open_run(folder: str | Path) -> Run:
-    folder = Path(folder)
-    model, metadata = load_model(folder)
-    info = read_json(folder / "run.json") if (folder / "run.json").exists() else {}
-    return Run(folder, model, metadata, info)
 
 
 def encode_rows(model: VaDE, cache: Cache, rows: np.ndarray, reconstruct: bool = False,

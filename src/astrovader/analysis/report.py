@@ -21,12 +21,13 @@ from astrovader.analysis import clusters, figures, metrics, shift, truth
 from astrovader.analysis.choose_k import check_settings, choose_k
 from astrovader.analysis.galaxy_zoo import VoteSettings, read_votes, vote_counts
 from astrovader.analysis.objects import (
-    ImageSource, Objects, Run, objects_from_cache, objects_from_predictions, open_run,
+    ImageSource, Objects, objects_from_cache, objects_from_predictions,
 )
 from astrovader.errors import AstroVaDErError
 from astrovader.generate.figures import report_figures
 from astrovader.io import write_json_atomic, write_text_atomic
 from astrovader.model.inference import decode
+from astrovader.runs import Run, RunFolder
 
 LABEL_COLUMNS = ("label_name", "gz1_class_name", "label", "gz1_class")
 # Per-class purest component: only components of at least this many members (or 1 % of the
@@ -136,7 +137,7 @@ def build_report(run_dir: str | Path, out: str | Path, options: ReportOptions | 
     started = time.perf_counter()
     options = options or ReportOptions()
     out = Path(out)
-    run = open_run(run_dir)
+    run = RunFolder(run_dir).open()
     subset = clusters.parse_subset(options.subset, run.model.prior.n_components)
     cache = run.cache(options.data)
     if options.predictions is not None:
@@ -191,7 +192,7 @@ def header(context: Context) -> str:
 # -- sections ----------------------------------------------------------------------------------
 def training(context: Context) -> None:
     parts = context.page.section("Training losses (Fig. 2)")
-    path = context.run.folder / "metrics.csv"
+    path = RunFolder(context.run.folder).metrics_file
     if not path.exists():
         parts.append(Page.note(f"{path} not found: no loss curves"))
         return

@@ -60,11 +60,11 @@ def geometry_of_run(run_dir: str | Path) -> tuple[int, float]:
     """(size in px, arcsec per pixel) of the inputs a trained run was trained on, so that new
     cutouts match them (`cutouts --like RUN`)."""
     from astrovader.io import read_json
-    from astrovader.model.io import METADATA
+    from astrovader.runs import RunFolder
 
-    path = Path(run_dir) / METADATA
+    path = RunFolder(run_dir).metadata_file
     if not path.exists():
-        raise InputError(f"{run_dir}: no trained model ({METADATA}) to take the cutout geometry from")
+        raise InputError(f"{run_dir}: no trained model ({path.name}) to take the cutout geometry from")
     geometry = read_json(path).get("training_inputs") or {}
     if geometry.get("side_px") is None or geometry.get("pixscale_arcsec") is None:
         raise InputError(

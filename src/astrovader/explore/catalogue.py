@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from astrovader.analysis.metrics import simplified_silhouette
-from astrovader.analysis.objects import numbered_columns, open_run
+from astrovader.analysis.objects import numbered_columns
 from astrovader.data.cache import Cache
 from astrovader.data.loader import read_rows
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.model.inference import model_outputs
 from astrovader.predict import read_predictions
+from astrovader.runs import RunFolder
 
 PAGE_LIMIT = 200  # members per page at most: the browser never holds more than a page
 TOP_MEMBERS = 8  # most probable members shown per component
@@ -51,7 +52,7 @@ class Catalogue:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise InputError(f"{run_dir}: no such run folder")
-        self.run = open_run(run_dir)
+        self.run = RunFolder(run_dir).open()
         self.model = self.run.model
         self.path = Path(predictions) if predictions is not None else default_predictions(run_dir)
         self.frame = read_predictions(self.path)

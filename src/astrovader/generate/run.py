@@ -123,12 +123,12 @@ def load_galaxies(run_dir: Path, data: Path | None, split: str, model: VaDE) -> 
     the run was trained on."""
     from astrovader.data.cache import Cache
     from astrovader.data.loader import read_rows
+    from astrovader.runs import RunFolder
 
     if data is None:
-        recorded = read_json(run_dir / "run.json")["data"] if (run_dir / "run.json").exists() else {}
-        if "cache" not in recorded:
+        data = RunFolder(run_dir).recorded_cache()
+        if data is None:
             raise InputError(f"{run_dir}: records no prepared cache of its data; give --data CACHE")
-        data = Path(recorded["cache"])
     if not Cache.is_cache(data):
         raise InputError(f"--data {data}: not a prepared cache; run `astrovader prepare` with the model's settings")
     cache = Cache(data)

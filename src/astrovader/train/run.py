@@ -1,14 +1,5 @@
-"""A training run from data to a saved model, resumable after a kill at any point.
-
-Run folder:
-    config.yaml              the full configuration
-    run.json                 data source, precision, allocator, status
-    metrics.csv              one row per epoch (callbacks.EpochMetrics)
-    checkpoints/last.ckpt    Lightning checkpoint, safetensors format (after every epoch)
-    model.safetensors        the final model weights
-    model.json               config, preprocessing, class names, parameter counts
-    cache/                   the prepared data, when DATA was not already a cache
-"""
+"""A training run from data to a saved model, resumable after a kill at any point, in a run
+folder (`runs.RunFolder`: config.yaml, run.json, metrics.csv, checkpoints/, the model, cache/)."""
 
 from __future__ import annotations
 
@@ -25,14 +16,12 @@ from lightning.pytorch.callbacks import Callback
 from astrovader.config import Config
 from astrovader.data.cache import Cache, assign_splits, prepare
 from astrovader.errors import InputError
-from astrovader.io import read_json, write_json_atomic
+from astrovader.io import read_json
+from astrovader.runs import RunFolder
 from astrovader.runtime import choose_precision, runtime_info
 from astrovader.train.callbacks import EpochMetrics, MiniBatchGMMInit, S3VDCSchedule, SaveLastCheckpoint
 from astrovader.train.checkpoint import SafeCheckpointIO
 from astrovader.train.module import TrainingData, VaDETraining
-
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
 
 def train_run(out: str | Path, config: Config | None = None, data: str | Path | np.ndarray | None = None,
               resume: bool = False, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Path:
@@ -44,24 +33,25 @@ def train_run(out: str | Path, config: Config | None = None, data: str | Path | 
     `callbacks` run after the built-in ones (e.g. a hyper-parameter search's pruning).
     """
     out = Path(out)
+    run = RunFolder(out)
     if resume:
-        config, data = _resumed_settings(out, data)
-    elif (out / LAST_CHECKPOINT).exists():
+        config, data = _resumed_settings(run, data)
+    elif run.last_checkpoint.exists():
         raise InputError(f"{out}: holds a training run already; use --resume to continue it, or another --out")
     config = config or Config()
     out.mkdir(parents=True, exist_ok=True)
     training_data, source, label_names = resolve_data(data, config, out, progress)
-    config.to_yaml(out / "config.yaml")
+    run.write_config(config)
 
     L.seed_everything(config.train.seed, workers=False, verbose=False)
     module = VaDETraining(config, training_data)
-    trainer = _trainer(config, out, progress, callbacks)
+    trainer = _trainer(config, run, progress, callbacks)
     precision = choose_precision(config.train.precision, trainer.strategy.root_device.type)
     module.model.set_precision(precision)
     if trainer.global_rank == 0:
-        write_json_atomic(out / "run.json", {"data": source, "status": "training", "runtime": runtime_info(precision)})
+        run.write_info({"data": source, "status": "training", "runtime": runtime_info(precision)})
 
-    checkpoint = out / LAST_CHECKPOINT
+    checkpoint = run.last_checkpoint
     trainer.fit(module, ckpt_path=str(checkpoint) if resume and checkpoint.exists() else None)
     if trainer.global_rank == 0:
         from astrovader.model.io import save_model
@@ -69,7 +59,7 @@ def train_run(out: str | Path, config: Config | None = None, data: str | Path | 
         extra = {"epochs": trainer.current_epoch, "training_reference": _training_reference(module.model, training_data),
                  "training_inputs": Cache(source["cache"]).geometry if "cache" in source else None}
         save_model(out, module.model, config, label_names=label_names, extra=extra)
-        write_json_atomic(out / "run.json", {
+        run.write_info({
             "data": source, "status": "complete", "runtime": runtime_info(precision),
             "distributed": _distributed(trainer),
         })
@@ -95,15 +85,15 @@ def _distributed(trainer: L.Trainer) -> dict[str, object]:
     }
 
 
-def _resumed_settings(out: Path, data) -> tuple[Config, object]:
-    if not (out / "config.yaml").exists() or not (out / "run.json").exists():
-        raise InputError(f"{out}: not a training run folder (no config.yaml / run.json) to resume")
-    recorded = read_json(out / "run.json")["data"]
+def _resumed_settings(run: RunFolder, data) -> tuple[Config, object]:
+    if not run.config_file.exists() or not run.info_file.exists():
+        raise InputError(f"{run.path}: not a training run folder (no config.yaml / run.json) to resume")
+    recorded = run.read_info()["data"]
     if isinstance(data, np.ndarray):
-        return Config.from_yaml(out / "config.yaml"), data
+        return run.read_config(), data
     if recorded.get("kind") == "array":
-        raise InputError(f"{out}: was trained on an in-memory array; resume it with fit(array, out=..., resume=True)")
-    return Config.from_yaml(out / "config.yaml"), recorded
+        raise InputError(f"{run.path}: was trained on an in-memory array; resume it with fit(array, out=..., resume=True)")
+    return run.read_config(), recorded
 
 
 def resolve_data(data, config: Config, out: Path, progress: bool) -> tuple[TrainingData, object, list[str] | None]:
@@ -120,7 +110,7 @@ def resolve_data(data, config: Config, out: Path, progress: bool) -> tuple[Train
         cache_dir = Path(data)
         source = {"kind": "cache", "cache": str(cache_dir.resolve())}
     else:
-        cache_dir = out / "cache"
+        cache_dir = RunFolder(out).cache_folder
         _prepare_with_progress(data, cache_dir, config, progress)
         source = {"kind": "catalogue", "path": str(Path(data).resolve()), "cache": str(cache_dir.resolve())}
     cache = Cache(cache_dir)
@@ -145,7 +135,7 @@ def _array_data(array: np.ndarray, config: Config) -> TrainingData:
 def _simulated_cache(config: Config, out: Path, progress: bool) -> Path:
     from astrovader.data.simulate import simulate
 
-    folder, cache_dir = out / "simulated", out / "cache"
+    folder, cache_dir = RunFolder(out).simulated_folder, RunFolder(out).cache_folder
     if rank_zero_only.rank == 0 and not (folder / "catalog.csv").exists():
         size = int(round(config.data.image_size / config.data.crop_fraction))
         simulate(n=DEFAULT_SIMULATED, size=size, out=folder, seed=config.train.seed, workers=config.data.workers)
@@ -175,13 +165,13 @@ def _prepare_with_progress(source, cache_dir: Path, config: Config, progress: bo
         prepare(source, cache_dir, config.data)
 
 
-def _trainer(config: Config, out: Path, progress: bool, extra_callbacks: Sequence[Callback] = ()) -> L.Trainer:
+def _trainer(config: Config, run: RunFolder, progress: bool, extra_callbacks: Sequence[Callback] = ()) -> L.Trainer:
     from lightning.pytorch.callbacks import RichProgressBar
 
     train = config.train
     callbacks = [
-        S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(out / "metrics.csv"),
-        SaveLastCheckpoint(out / LAST_CHECKPOINT), *extra_callbacks,
+        S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(run.metrics_file),
+        SaveLastCheckpoint(run.last_checkpoint), *extra_callbacks,
     ]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
@@ -191,7 +181,7 @@ def _trainer(config: Config, out: Path, progress: bool, extra_callbacks: Sequenc
         num_nodes=train.num_nodes, strategy=_strategy(train), plugins=[SafeCheckpointIO()],
         callbacks=callbacks, logger=False, enable_progress_bar=progress, enable_model_summary=False,
         num_sanity_val_steps=0, deterministic="warn", use_distributed_sampler=False, enable_checkpointing=False,
-        default_root_dir=str(out),
+        default_root_dir=str(run.path),
     )
 
 
