@@ -27,46 +27,17 @@ from astrovader.model.io import METADATA, WEIGHTS, load_model
 from astrovader.model.vade import VaDE
 
 
-@dataclass(frozen=True)
 class RunFolder:
-    path: Path
-
-    def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
-
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def info_file(self) -> Path:
-        return self.path / "run.json"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.path / "checkpoints" / "last.ckpt"
-
-    @property
-    def weights(self) -> Path:
-        return self.path / WEIGHTS
-
-    @property
-    def metadata_file(self) -> Path:
-        return self.path / METADATA
-
-    @property
-    def cache_folder(self) -> Path:
-        """Where training prepares its data when it was not given a cache."""
-        return self.path / "cache"
-
-    @property
-    def simulated_folder(self) -> Path:
-        """Where training simulates galaxies when it is given no data."""
-        return self.path / "simulated"
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_file = self.path / "config.yaml"
+        self.info_file = self.path / "run.json"
+        self.metrics_file = self.path / "metrics.csv"
+        self.last_checkpoint = self.path / "checkpoints" / "last.ckpt"
+        self.weights = self.path / WEIGHTS
+        self.metadata_file = self.path / METADATA
+        self.cache_folder = self.path / "cache"  # the prepared data, when training was not given a cache
+        self.simulated_folder = self.path / "simulated"  # the simulated galaxies, when it was given no data
 
     def has_model(self) -> bool:
         return self.metadata_file.exists()
