@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 
 from astrovader.analysis.objects import objects_from_cache
-from astrovader.analysis.report import SECTIONS, ReportOptions, build_report
 from astrovader.config import Config
 from astrovader.data.cache import prepare
 from astrovader.model.inference import BLOCK, model_outputs
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
+from astrovader.report import ReportOptions, build_report
+from astrovader.report.sections import SECTIONS
 from astrovader.runs import RunFolder
 from astrovader.runtime import choose_precision, runtime_info
 from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result

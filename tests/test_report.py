@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from astrovader.analysis.report import ReportOptions, build_report
 from astrovader.cli import app
 from astrovader.errors import AstroVaDErError
+from astrovader.report import ReportOptions, build_report
 
 SECTIONS = ("Training losses", "Reconstructions", "Clusters", "Components (Figs. 6-7)", "Components 0, 2 only",
             "Known classes: label_name", "Choosing K", "Generation (Figs. 9-11)")
@@ -137,7 +137,9 @@ def render_check(page, tmp_path) -> dict:
 
 def test_known_classes_keep_integer_labels_beside_missing_ones(tmp_path):
     from astrovader.analysis.objects import Objects
-    from astrovader.analysis.report import Context, Page, known_classes
+    from astrovader.report.context import Context
+    from astrovader.report.page import Page
+    from astrovader.report.sections import known_classes
 
     table = pd.DataFrame({"id_str": list("abcdef"), "label": pd.array([0, 1, None, 1, 0, None], dtype="Int64")})
     gamma = np.eye(2)[[1, 0, 0, 0, 1, 1]]

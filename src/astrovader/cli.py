@@ -204,7 +204,7 @@ def report(
 ) -> None:
     """Every table and figure of the paper's sections 4-5: PNGs and one self-contained report.html."""
     from astrovader.analysis.galaxy_zoo import VoteSettings
-    from astrovader.analysis.report import ReportOptions, build_report
+    from astrovader.report import ReportOptions, build_report
 
     options = ReportOptions(
         predictions=predictions, data=data, split=split, votes=votes, vote_settings=VoteSettings.from_pairs(vote_option, votes_schema),

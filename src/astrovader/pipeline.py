@@ -46,7 +46,7 @@ def run_pipeline(out: str | Path, config: Config | None = None, data=None, votes
                  labels: str | None = None, progress: ProgressFactory | None = None,
                  vote_settings: VoteSettings | None = None) -> PipelineSummary:
     """Train (or resume) in `out`, then predict every prepared input and write the report."""
-    from astrovader.analysis.report import ReportOptions, build_report
+    from astrovader.report import ReportOptions, build_report
     from astrovader.predict import predict_catalogue
     from astrovader.train.run import train_run
 

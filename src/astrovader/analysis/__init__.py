@@ -1,1 +1,2 @@
-"""Analysis: metrics, figures, the Galaxy Zoo comparison, choosing K, the report."""
+"""Analysis: metrics, cluster statistics, figures, the Galaxy Zoo comparison, choosing K, input shift,
+the simulation truth, and the objects an analysis works on (the report itself is `report/`)."""

@@ -1,195 +1,27 @@
-"""`astrovader report`: every table and figure of the paper's sections 4-5 for one trained run,
-plus what the paper could not measure (scores against known classes, the spread of the choice
-of K), as PNG files and one self-contained HTML page (figures embedded as data URIs).
-
-    build_report("runs/gz1", "runs/gz1/report", ReportOptions(votes="gz2_hart16.csv", subset="0,3,5"))
-"""
+"""The report's sections, in page order (`SECTIONS`): each adds its tables and figures to the
+page and its headline figures to the summary."""
 
 from __future__ import annotations
 
-import base64
-import html
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from astrovader.analysis import clusters, figures, metrics, shift, truth
-from astrovader.analysis.choose_k import check_settings, choose_k
-from astrovader.analysis.galaxy_zoo import VoteSettings, read_votes, vote_counts
-from astrovader.analysis.objects import (
-    ImageSource, Objects, objects_from_cache, objects_from_predictions,
-)
-from astrovader.errors import AstroVaDErError
+from astrovader.analysis.choose_k import choose_k
+from astrovader.analysis.galaxy_zoo import vote_counts
 from astrovader.generate.figures import report_figures
-from astrovader.io import write_json_atomic, write_text_atomic
 from astrovader.model.inference import decode
-from astrovader.runs import Run, RunFolder
+from astrovader.report.context import Context
+from astrovader.report.page import Page
+from astrovader.runs import RunFolder
 
-LABEL_COLUMNS = ("label_name", "gz1_class_name", "label", "gz1_class")
 # Per-class purest component: only components of at least this many members (or 1 % of the
 # objects) compete, so that a one-galaxy component is not reported as 100 % pure.
 MIN_COMPONENT_SIZE = 10
 
 
-@dataclass
-class ReportOptions:
-    predictions: Path | None = None  # an `astrovader predict` table; None: encode the cache split
-    data: Path | None = None  # a prepared cache; None: the run's own
-    split: str = "test"
-    votes: Path | None = None  # Galaxy Zoo 2 vote catalogue
-    vote_settings: VoteSettings = field(default_factory=VoteSettings)
-    labels: str | None = None  # column of known classes; None: the first of LABEL_COLUMNS present
-    subset: str | None = None  # components for Fig. 8 and the Galaxy Zoo comparison, e.g. "0,3,5"
-    seed: int = 0
-    examples: int = 8  # galaxies per gallery row and in Fig. 3
-    map_points: int = 1000  # objects in the 2-D latent map (t-SNE time grows fast with it)
-    choose_k_fits: int = 10  # 0 skips choosing K
-    choose_k_batch: int = 2000
-    max_components: int = 30
-    threshold: float = 0.01
-
-
-@dataclass
-class ReportSummary:
-    path: Path
-    figures: int
-    objects: int
-    seconds: float
-    headline: dict
-
-    def line(self) -> str:
-        return f"report of {self.objects} objects, {self.figures} figures, in {self.seconds:.1f} s -> {self.path}"
-
-
-class Page:
-    """Collects sections of HTML; figures are written as PNGs and embedded from the same bytes."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.sections: list[tuple[str, list[str]]] = []
-        self.figure_count = 0
-
-    def section(self, title: str) -> list[str]:
-        self.sections.append((title, []))
-        return self.sections[-1][1]
-
-    def figure(self, name: str, figure, caption: str) -> str:
-        data = figures.save_figure(figure, self.out / f"{name}.png")
-        self.figure_count += 1
-        encoded = base64.b64encode(data).decode("ascii")
-        return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{encoded}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-
-    @staticmethod
-    def table(frame: pd.DataFrame, caption: str = "", index: bool = True) -> str:
-        body = frame.to_html(index=index, border=0, na_rep="-", float_format=lambda value: f"{value:.3g}")
-        return f"<p class='caption'>{html.escape(caption)}</p>{body}" if caption else body
-
-    @staticmethod
-    def note(text: str) -> str:
-        return f"<p class='note'>{html.escape(text)}</p>"
-
-    def render(self, title: str, header: str) -> str:
-        contents = "".join(
-            f"<li><a href='#s{i}'>{html.escape(name)}</a></li>" for i, (name, _) in enumerate(self.sections)
-        )
-        body = "".join(
-            f"<section id='s{i}'><h2>{html.escape(name)}</h2>{''.join(parts)}</section>"
-            for i, (name, parts) in enumerate(self.sections)
-        )
-        return (
-            f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{header}"
-            f"<nav><ol>{contents}</ol></nav>{body}</body></html>\n"
-        )
-
-
-STYLE = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.85em}"
-    "th,td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right}"
-    "figure{margin:1em 0}img{max-width:100%}figcaption,.caption{font-size:0.85em;color:#555}"
-    ".note{color:#8a5a00}dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{font-weight:bold}"
-)
-
-
-@dataclass
-class Context:
-    run: Run
-    objects: Objects
-    images: ImageSource
-    options: ReportOptions
-    page: Page
-    subset: list[int] | None
-    label_column: str | None
-    votes: pd.DataFrame | None
-    headline: dict = field(default_factory=dict)
-    tables: dict = field(default_factory=dict)
-
-
-def build_report(run_dir: str | Path, out: str | Path, options: ReportOptions | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> ReportSummary:
-    """Write out/*.png, out/summary.json and out/report.html for the run in `run_dir`."""
-    started = time.perf_counter()
-    options = options or ReportOptions()
-    out = Path(out)
-    run = RunFolder(run_dir).open()
-    subset = clusters.parse_subset(options.subset, run.model.prior.n_components)
-    cache = run.cache(options.data)
-    if options.predictions is not None:
-        objects = objects_from_predictions(options.predictions, options.split)
-    elif cache is None:
-        raise AstroVaDErError(f"{run_dir}: the run records no prepared cache; give --data CACHE or --predictions FILE")
-    else:
-        objects = objects_from_cache(run.model, cache, options.split)
-    if len(objects) < 2:
-        raise AstroVaDErError(f"{objects.source}: {len(objects)} objects; a report needs at least 2")
-    # Inputs that can be wrong are checked before any slow step.
-    labels = label_column(objects.table, options.labels)
-    votes = read_votes(options.votes, options.vote_settings) if options.votes is not None else None
-    if options.choose_k_fits:
-        check_settings(options.choose_k_fits, options.choose_k_batch, options.max_components, options.threshold)
-    images = ImageSource(objects.table, cache, run.config.data)
-    context = Context(run, objects, images, options, Page(out), subset, labels, votes)
-    for done, step in enumerate(SECTIONS, start=1):
-        step(context)
-        if progress is not None:
-            progress(done, len(SECTIONS))
-    context.headline["seconds"] = round(time.perf_counter() - started, 1)
-    write_json_atomic(out / "summary.json", {"headline": context.headline, **context.tables})
-    title = f"AstroVaDEr report: {run.folder.resolve().name}"
-    write_text_atomic(out / "report.html", context.page.render(title, header(context)))
-    return ReportSummary(out / "report.html", context.page.figure_count, len(objects),
-                         time.perf_counter() - started, context.headline)
-
-
-def header(context: Context) -> str:
-    run, objects, headline = context.run, context.objects, context.headline
-    config = run.config
-    data = run.info.get("data", {})
-    facts = {
-        "run": str(run.folder.resolve()),
-        "preset": config.preset,
-        "data": data.get("path") or data.get("cache") or data.get("kind", "unknown"),
-        "analysed objects": f"{len(objects)} from {objects.source}",
-        "input": f"{config.data.image_size} px {config.data.color}, {config.data.scaling} scaling",
-        "network": f"{config.model.backbone}, J = {config.model.latent_dim}, K = {config.model.n_components}",
-        "parameters": f"{total:,}" if isinstance(total := run.metadata.get("parameters", {}).get("total"), int) else "unknown",
-        "precision": run.info.get("runtime", {}).get("precision", "unknown"),
-        "epochs": run.metadata.get("epochs", config.train.total_epochs),
-    }
-    facts.update({name.replace("_", " "): f"{value:.4g}" if isinstance(value, float) else value
-                  for name, value in headline.items() if name != "seconds"})
-    facts.update({"notes": "; ".join(objects.notes)} if objects.notes else {})
-    items = "".join(f"<dt>{html.escape(str(key))}</dt><dd>{html.escape(str(value))}</dd>" for key, value in facts.items())
-    return f"<dl>{items}</dl>"
-
-
-# -- sections ----------------------------------------------------------------------------------
 def training(context: Context) -> None:
     parts = context.page.section("Training losses (Fig. 2)")
     path = RunFolder(context.run.folder).metrics_file
@@ -381,14 +213,6 @@ def simulation_truth(context: Context) -> None:
     context.tables["truth_component_means"] = means.reset_index().to_dict(orient="records")
     parts.append(Page.table(means.round(3), "Per component: objects, the share of each morphology and of galaxies with "
                                            "companions, and the mean of each truth attribute."))
-
-
-def label_column(table: pd.DataFrame, requested: str | None) -> str | None:
-    if requested is not None:
-        if requested not in table.columns:
-            raise AstroVaDErError(f"--labels {requested!r}: no such column (columns: {', '.join(map(str, table.columns))})")
-        return requested
-    return next((name for name in LABEL_COLUMNS if name in table.columns), None)
 
 
 def choosing_k(context: Context) -> None:
