@@ -152,7 +152,7 @@ def idx_split_catalogue(folder: Path, split: str, out: Path) -> Path:
 
 def simulated_dataset(budget: Budget, workers: int = 2) -> Dataset:
     """GalSim galaxies with known classes (morphology x companion), simulated once per size."""
-    from astrovader.data.simulate import simulate  # GalSim: a slow import, needed only here
+    from astrovader.data.sources.simulate import simulate  # GalSim: a slow import, needed only here
 
     config = Config.from_yaml(CONFIGS / "galaxies-conv.yaml")
     size = round(config.data.image_size / config.data.crop_fraction)  # as `astrovader train` simulates

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import galsim
 
-from astrovader.data.simulate import simulate
+from astrovader.data.sources.simulate import simulate
 from astrovader.io import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "simulate.json"

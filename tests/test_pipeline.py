@@ -7,7 +7,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from astrovader.cli import app
-from astrovader.data.simulate import simulate
+from astrovader.data.sources.simulate import simulate
 
 
 def test_run_simulated_galaxies_end_to_end_and_rerun_is_cheap(tmp_path, tiny_config):

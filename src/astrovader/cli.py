@@ -65,7 +65,7 @@ def simulate(
     workers: int = typer.Option(2, "--workers", min=1, help="worker processes"),
 ) -> None:
     """Simulate realistic galaxies with GalSim (bulge + disk, PSF, noise, companions) and their truth."""
-    from astrovader.data.simulate import simulate as run_simulate
+    from astrovader.data.sources.simulate import simulate as run_simulate
 
     with progress_bar("simulate", total=n) as update:
         summary = run_simulate(
@@ -95,7 +95,7 @@ def cutouts(
     like: Optional[Path] = typer.Option(None, "--like", help="trained run: take --size and --pixscale from its training inputs"),
 ) -> None:
     """Download one survey cutout per catalogue row (resumable, atomic) and write a catalogue for `prepare`."""
-    from astrovader.data.cutouts import CutoutOptions, download_cutouts, geometry_of_run
+    from astrovader.data.sources.cutouts import CutoutOptions, download_cutouts, geometry_of_run
 
     if like is not None:
         size, pixscale, scale_column = *geometry_of_run(like), None

@@ -1,1 +1,2 @@
-"""Data: catalogues, image decoding and preprocessing, the cache, splits, loaders, simulation."""
+"""Data: catalogues, image decoding and preprocessing, FITS, the cache, splits, loaders; where
+the images come from (simulation, survey cutouts) is `data.sources`."""

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from astrovader.config import DataConfig
+from astrovader.data import fits
 from astrovader.errors import ImageError
 
 _FILTERS = {
@@ -47,7 +48,7 @@ def decode(file_loc: str) -> np.ndarray:
     elif name.endswith(".npy"):
         image = _decode_npy(path, index)
     elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz", ".fz")):
-        image = _decode_fits(path)
+        image = fits.first_image(path)
     else:
         image = _decode_pillow(path)
     return _as_bands_first(image)
@@ -67,19 +68,6 @@ def _decode_pillow(path: Path) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"corrupt or truncated image ({error})") from None
     return array if array.ndim == 2 else np.moveaxis(array, -1, 0)
-
-
-def _decode_fits(path: Path) -> np.ndarray:
-    from astropy.io import fits
-
-    try:
-        with fits.open(path, memmap=False) as hdus:
-            for hdu in hdus:
-                if hdu.data is not None and getattr(hdu, "is_image", False) and hdu.data.ndim >= 2:
-                    return np.asarray(hdu.data, dtype=np.float32)
-    except Exception as error:  # noqa: BLE001 - astropy raises many kinds for bad files
-        raise ImageError(f"unreadable FITS ({error.__class__.__name__}: {error})") from None
-    raise ImageError("FITS file has no image data")
 
 
 def _decode_npy(path: Path, index: str) -> np.ndarray:

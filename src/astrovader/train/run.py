@@ -133,7 +133,7 @@ def _array_data(array: np.ndarray, config: Config) -> TrainingData:
 
 
 def _simulated_cache(config: Config, out: Path, progress: bool) -> Path:
-    from astrovader.data.simulate import simulate
+    from astrovader.data.sources.simulate import simulate
 
     folder, cache_dir = RunFolder(out).simulated_folder, RunFolder(out).cache_folder
     if rank_zero_only.rank == 0 and not (folder / "catalog.csv").exists():

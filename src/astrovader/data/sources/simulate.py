@@ -46,6 +46,7 @@ from typing import Any, Callable
 import galsim
 import numpy as np
 
+from astrovader.data import fits
 from astrovader.errors import AstroVaDErError
 from astrovader.io import write_json_atomic, write_with
 
@@ -410,36 +411,8 @@ def _write_stamp(path: Path, pixels: np.ndarray, truth: dict[str, Any], seed: in
     # Temporary name + rename: a reader never sees half a stamp. No fsync per stamp (too slow);
     # the tables, written last and atomically, are what make a run complete.
     partial = path.with_name(f".{path.name}.part")
-    partial.write_bytes(fits_image_bytes(pixels, cards))
+    partial.write_bytes(fits.image_bytes(pixels, cards))
     os.replace(partial, path)
-
-
-def fits_image_bytes(pixels: np.ndarray, cards: list[tuple[str, Any, str]]) -> bytes:
-    """A single-HDU float32 FITS file. Written by hand because astropy spends ~3 ms per
-    stamp validating header cards, more than drawing the galaxy; astropy reads it back."""
-    height, width = pixels.shape
-    mandatory = [("SIMPLE", True, "FITS standard"), ("BITPIX", -32, "IEEE float32"), ("NAXIS", 2, ""),
-                 ("NAXIS1", width, "columns"), ("NAXIS2", height, "rows")]
-    header = "".join(_fits_card(*card) for card in mandatory + cards) + "END".ljust(80)
-    data = np.ascontiguousarray(pixels, dtype=">f4").tobytes()
-    return _pad(header.encode("ascii"), b" ") + _pad(data, b"\0")
-
-
-def _fits_card(key: str, value: Any, comment: str) -> str:
-    if isinstance(value, bool):
-        text = ("T" if value else "F").rjust(20)
-    elif isinstance(value, int):
-        text = str(value).rjust(20)
-    elif isinstance(value, float):
-        number = format(value, ".10G")  # FITS reals need a '.' or an exponent
-        text = (number if "." in number or "E" in number else number + ".").rjust(20)
-    else:
-        text = ("'" + str(value).replace("'", "''").ljust(8) + "'").ljust(20)
-    return f"{key:<8}= {text} / {comment}"[:80].ljust(80)
-
-
-def _pad(block: bytes, fill: bytes) -> bytes:
-    return block + fill * (-len(block) % 2880)
 
 
 def _description(n: int, size: int, seed: int, companion_fraction: float) -> dict[str, Any]:

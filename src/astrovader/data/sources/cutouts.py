@@ -37,8 +37,9 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from astrovader import __version__
+from astrovader.data import fits
 from astrovader.data.catalogue import id_text, read_table
-from astrovader.errors import AstroVaDErError, InputError
+from astrovader.errors import AstroVaDErError, ImageError, InputError
 from astrovader.io import write_with
 
 DEFAULT_BASE_URLS = {
@@ -51,7 +52,6 @@ IMAGE_FORMATS = ("jpg", "fits")
 IMAGES_FOLDER = "images"
 CATALOGUE_COLUMNS = ("id_str", "file_loc", "ra", "dec", "pixscale", "url")
 MAX_BACKOFF_SECONDS = 60.0
-FITS_BLOCK = 2880  # a complete FITS file is a whole number of these blocks
 
 DOWNLOADED, SKIPPED, FAILED = "downloaded", "skipped", "failed"
 
@@ -336,18 +336,12 @@ def _picture_shape(payload: bytes) -> tuple[int, ...]:
 
 
 def _fits_shape(payload: bytes) -> tuple[int, ...]:
-    from astropy.io import fits
-
-    if not payload or len(payload) % FITS_BLOCK:
+    if not payload or len(payload) % fits.BLOCK:
         raise CutoutError(f"invalid payload: truncated or not FITS ({len(payload)} bytes, starting {payload[:40]!r})")
     try:
-        with fits.open(io.BytesIO(payload), memmap=False) as hdus:
-            for hdu in hdus:
-                if getattr(hdu, "is_image", False) and hdu.data is not None and hdu.data.ndim >= 2:
-                    return tuple(hdu.data.shape)
-    except Exception as error:  # noqa: BLE001 - astropy raises many kinds for bad files
-        raise CutoutError(f"invalid payload: unreadable FITS ({error.__class__.__name__}: {error})") from None
-    raise CutoutError("invalid payload: FITS file has no image data")
+        return fits.first_image(payload).shape
+    except ImageError as error:
+        raise CutoutError(f"invalid payload: {error}") from None
 
 
 class _Fetcher:
