@@ -30,6 +30,7 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 
 from astrovader.analysis.metrics import hungarian_accuracy, label_scores
+from astrovader.atomic import read_json, write_with
 from astrovader.config import Config, DataConfig
 from astrovader.data.cache import Cache, prepare, split_sizes
 from astrovader.data.catalogue import idx_catalogue, read_catalogue
@@ -37,7 +38,6 @@ from astrovader.data.idx import find_idx_pair, read_idx
 from astrovader.data.loader import read_rows, to_float
 from astrovader.errors import InputError
 from astrovader.estimator import AstroVaDEr
-from astrovader.io import read_json, write_with
 from astrovader.model.inference import model_outputs
 from astrovader.train.run import train_run
 from benchmarks import clustpy_runner

@@ -59,7 +59,7 @@ def flops_per_item(run: Callable[[], object], items: int) -> float:
 
 
 def machine() -> dict[str, object]:
-    from astrovader.runtime import runtime_info
+    from astrovader.hardware import runtime_info
 
     return {**runtime_info(), "processor": platform.processor() or platform.machine(), "cpu": cpu_model()}
 
@@ -85,7 +85,7 @@ def cpu_model() -> str:
 def write_result(name: str, result: dict, echo: bool = True) -> Path:
     """Write benchmarks/results/<name>.json (with the machine description) and, with `echo`,
     print it. `name` may hold a sub-folder ("clustering/gz1-vade-conv-seed0")."""
-    from astrovader.io import write_json_atomic
+    from astrovader.atomic import write_json_atomic
 
     payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **result}
     path = write_json_atomic(RESULTS / f"{name}.json", payload)

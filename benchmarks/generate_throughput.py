@@ -6,7 +6,7 @@ same end to end, streamed to .npy + Parquet.
     python -m benchmarks.generate_throughput [--quick]
 
 Random weights (the speed does not depend on them); the precision is the one
-`astrovader.runtime.choose_precision` picks. FLOPs per image are counted by PyTorch's
+`astrovader.hardware.choose_precision` picks. FLOPs per image are counted by PyTorch's
 FlopCounterMode on the decoder. The paper's figure to set against: 300,000 images of 128 px a
 minute on three V100 GPUs (5,000 images/s).
 """
@@ -22,9 +22,9 @@ import torch
 from astrovader.config import Config
 from astrovader.generate.latents import sample_images
 from astrovader.generate.writers import write_samples
+from astrovader.hardware import choose_precision
 from astrovader.model.inference import BLOCK, decode
 from astrovader.model.vade import VaDE
-from astrovader.runtime import choose_precision
 from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 
 SETTINGS = [("cpu", 64), ("cpu", 128), ("paper", 64), ("paper", 128)]

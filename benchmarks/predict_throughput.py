@@ -9,7 +9,7 @@ decode for the mse, in the fixed blocks that make outputs batch-independent); "e
 `predict_catalogue` on a prepared cache (read with a worker process, predict, write Parquet
 parts), counted from its first to its last batch, so start-up is left out (it is reported
 apart). Random weights (the speed does not depend on them); the precision is the one
-`astrovader.runtime.choose_precision` picks. FLOPs per image are counted by PyTorch's
+`astrovader.hardware.choose_precision` picks. FLOPs per image are counted by PyTorch's
 FlopCounterMode. The paper's figure to set against: 10^8 galaxies in about 7 hours on GPUs.
 """
 
@@ -26,11 +26,11 @@ import torch
 
 from astrovader.config import Config
 from astrovader.data.cache import prepare
+from astrovader.hardware import choose_precision
 from astrovader.model.inference import BLOCK, model_outputs
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import predict_catalogue
-from astrovader.runtime import choose_precision
 from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 
 SETTINGS = [("cpu", 64), ("paper", 128)]

@@ -6,7 +6,7 @@ in images/s and as a fraction of the machine's matmul peak measured in the same 
 Galaxies: the GZ1 SDSS cutouts in ../shared/data (400 with --quick, all 6,664 otherwise),
 prepared at 64 px for the cpu network; random images when the data is absent. Every object
 is analysed (split "all"). Random weights with a spread-out prior (the timings do not depend on
-training); the precision is the one `astrovader.runtime.choose_precision` picks. Preparing the
+training); the precision is the one `astrovader.hardware.choose_precision` picks. Preparing the
 cache is timed apart. The target: a couple of minutes for thousands of galaxies on 2 cores.
 """
 
@@ -24,13 +24,13 @@ import torch
 from astrovader.analysis.objects import objects_from_cache
 from astrovader.config import Config
 from astrovader.data.cache import prepare
+from astrovader.hardware import choose_precision, runtime_info
 from astrovader.model.inference import BLOCK, model_outputs
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.report import ReportOptions, build_report
 from astrovader.report.sections import SECTIONS
 from astrovader.runs import RunFolder
-from astrovader.runtime import choose_precision, runtime_info
 from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result
 
 GZ1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz1-sdss" / "catalog.csv"

@@ -19,8 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
+from astrovader.atomic import write_text_atomic
 from astrovader.errors import AstroVaDErError
-from astrovader.io import write_text_atomic
 from benchmarks import clustering, clustpy_runner, throughput
 from benchmarks.common import RESULTS
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import galsim
 
+from astrovader.atomic import write_json_atomic
 from astrovader.data.sources.simulate import simulate
-from astrovader.io import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "simulate.json"
 SIZES = (64, 96)

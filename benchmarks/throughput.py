@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from astrovader.io import read_json, write_text_atomic
+from astrovader.atomic import read_json, write_text_atomic
 from benchmarks.common import RESULTS, machine_description, result_name
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ the machine's matmul peak measured in the same run.
 
     python -m benchmarks.train_throughput [--quick]
 
-"default" is the path a run takes (the precision `astrovader.runtime.choose_precision` picks:
+"default" is the path a run takes (the precision `astrovader.hardware.choose_precision` picks:
 bf16 + channels_last only on CPUs with native bf16); "naive" is a plain fp32 NCHW PyTorch loop
 of the same network, the in-house baseline. FLOPs per image are counted by PyTorch's
 FlopCounterMode, not assumed.
@@ -17,8 +17,8 @@ import argparse
 import torch
 
 from astrovader.config import Config
+from astrovader.hardware import choose_precision
 from astrovader.model.vade import VaDE
-from astrovader.runtime import choose_precision
 from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
 
 SETTINGS = [("paper", 128), ("paper", 64), ("cpu", 64), ("cpu", 128), ("tiny", 64)]

@@ -23,8 +23,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from astrovader.atomic import read_json
 from astrovader.data.cache import prepare
-from astrovader.io import read_json
 from astrovader.train.checkpoint import load_safe
 from astrovader.train.run import train_run
 

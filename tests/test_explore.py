@@ -27,13 +27,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from astrovader.analysis import clusters
+from astrovader.atomic import read_json, write_json_atomic
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.explore import catalogue as catalogue_module
 from astrovader.explore import create_app, open_explorer, serve
 from astrovader.explore.annotations import Annotations
 from astrovader.explore.catalogue import Catalogue
 from astrovader.explore.latent import LatentMap
-from astrovader.io import read_json, write_json_atomic
 from astrovader.model.inference import decode
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE

@@ -24,10 +24,10 @@ from astrovader.generate.figures import report_figures, samples_figure, strip_fi
 from astrovader.generate.latents import (
     Traversal, deblend, interpolate, iter_samples, sample_images, sample_latents, traversal,
 )
+from astrovader.atomic import read_json, write_json_atomic
 from astrovader.generate.run import load_galaxies
 from astrovader.generate.tour import most_probable_members, shortest_tour, tour, tour_length
 from astrovader.generate.writers import write_samples
-from astrovader.io import read_json, write_json_atomic
 from astrovader.model.inference import decode, model_outputs
 from astrovader.model.io import load_model, save_model
 from astrovader.model.vade import VaDE

@@ -220,10 +220,10 @@ def test_bf16_path_keeps_the_mixture_in_fp32_and_agrees_with_fp32():
 
 
 def test_precision_choice_follows_the_hardware(monkeypatch):
-    from astrovader import runtime
+    from astrovader import hardware
 
-    assert runtime.choose_precision("fp32", "cpu") == "fp32" and runtime.choose_precision("bf16", "cpu") == "bf16"
-    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
-    assert runtime.choose_precision("auto", "cpu") == "fp32"
-    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    assert runtime.choose_precision("auto", "cpu") == "bf16"
+    assert hardware.choose_precision("fp32", "cpu") == "fp32" and hardware.choose_precision("bf16", "cpu") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    assert hardware.choose_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    assert hardware.choose_precision("auto", "cpu") == "bf16"

@@ -9,11 +9,11 @@ from sklearn.metrics import normalized_mutual_info_score
 from typer.testing import CliRunner
 
 from astrovader.analysis.metrics import simplified_silhouette
+from astrovader.atomic import read_json
 from astrovader.cli import app
 from astrovader.config import Config
 from astrovader.data.cache import Cache
 from astrovader.errors import InputError
-from astrovader.io import read_json
 from astrovader.model.inference import model_outputs
 from astrovader.model.io import load_model
 from astrovader.train.tune import base_params, config_for, label_column, search_space, tune

@@ -299,7 +299,7 @@ def run(
 ) -> None:
     """The main job: prepare (or simulate) -> train -> predict -> report, resumable in one run folder."""
     from astrovader.analysis.galaxy_zoo import VoteSettings
-    from astrovader.pipeline import run_pipeline
+    from astrovader.end_to_end import run_pipeline
 
     config = load_config(preset, config_file, **{"train.seed": seed})
     summary = run_pipeline(out, config, data, votes=votes, vote_settings=VoteSettings.from_pairs([], votes_schema),
@@ -336,7 +336,7 @@ def show_config(
 
 
 def main() -> None:
-    from astrovader.runtime import reexec_with_allocator
+    from astrovader.hardware import reexec_with_allocator
 
     reexec_with_allocator(sys.argv[1:])
     try:

@@ -211,7 +211,7 @@ class Config(_Section):
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            from astrovader.io import write_text_atomic
+            from astrovader.atomic import write_text_atomic
 
             write_text_atomic(Path(path), text)
         return text

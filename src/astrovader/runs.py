@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from astrovader.atomic import read_json, write_json_atomic
 from astrovader.config import Config
 from astrovader.data.cache import Cache
 from astrovader.errors import InputError
-from astrovader.io import read_json, write_json_atomic
 from astrovader.model.io import METADATA, WEIGHTS, load_model
 from astrovader.model.vade import VaDE
 

@@ -19,8 +19,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 from threadpoolctl import threadpool_limits
 
+from astrovader.atomic import write_json_atomic
 from astrovader.errors import AstroVaDErError
-from astrovader.io import write_json_atomic
 
 
 @dataclass

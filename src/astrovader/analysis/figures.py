@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from astrovader.io import write_with
+from astrovader.atomic import write_with
 
 PHASE_COLOURS = {"alpha": "#dddddd", "anneal": "#fde2c4", "static": "#d6ecfa", "autoencoder": "#eeeeee"}
 LOSS_PANELS = (

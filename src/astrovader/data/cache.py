@@ -28,11 +28,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from astrovader.atomic import read_json, write_json_atomic, write_with
 from astrovader.config import DataConfig
 from astrovader.data.catalogue import read_catalogue
 from astrovader.data.images import decode, preprocess
 from astrovader.errors import ImageError, InputError
-from astrovader.io import read_json, write_json_atomic, write_with
 
 CACHE_VERSION = 1
 CHUNK = 256

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from astrovader.atomic import write_with
 from astrovader.errors import InputError
-from astrovader.io import write_with
 
 COLUMNS = ["id_str", "component", "name", "flag", "note", "time"]
 SUGGESTED_FLAGS = ("artefact", "merger", "wrong component")

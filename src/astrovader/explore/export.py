@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from astrovader.atomic import write_with
 from astrovader.errors import InputError
 from astrovader.explore.annotations import Annotations
-from astrovader.io import write_with
 
 FORMATS = {"parquet": ".parquet", "fits": ".fits", "csv": ".csv"}
 ADDED = ("component_name", "flag", "note")

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from astrovader.analysis.clusters import latent_map
+from astrovader.atomic import read_json, write_json_atomic
 from astrovader.errors import AstroVaDErError
 from astrovader.explore.catalogue import Catalogue
-from astrovader.io import read_json, write_json_atomic
 
 MAP_POINTS = 5000
 COLUMNS = ("position", "x", "y")  # of the kept map

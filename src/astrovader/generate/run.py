@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from astrovader.analysis.figures import save_figure
+from astrovader.atomic import read_json, write_json_atomic
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.generate.figures import strip_figure, tour_figure, traversal_figure
 from astrovader.generate.latents import DEFAULT_CHUNK, deblend, interpolate, traversal
 from astrovader.generate.tour import tour
 from astrovader.generate.writers import save_arrays, write_samples
-from astrovader.io import read_json, write_json_atomic
 from astrovader.model.inference import model_outputs
 from astrovader.model.vade import VaDE
 

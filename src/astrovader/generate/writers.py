@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from astrovader.analysis.figures import save_figure
+from astrovader.atomic import atomic_path, write_with
 from astrovader.generate.figures import samples_figure
 from astrovader.generate.latents import DEFAULT_CHUNK, component_subset, iter_samples, require
-from astrovader.io import atomic_path, write_with
 from astrovader.model.inference import image_shape
 from astrovader.model.vade import VaDE
 

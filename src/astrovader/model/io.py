@@ -8,11 +8,11 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from astrovader.atomic import read_json, write_json_atomic, write_with
 from astrovader.config import Config
 from astrovader.errors import InputError
-from astrovader.io import read_json, write_json_atomic, write_with
+from astrovader.hardware import choose_precision
 from astrovader.model.vade import VaDE
-from astrovader.runtime import choose_precision
 
 WEIGHTS, METADATA = "model.safetensors", "model.json"
 
@@ -35,7 +35,7 @@ def save_model(folder: Path, model: VaDE, config: Config, label_names: list[str]
 
 def load_model(folder: str | Path) -> tuple[VaDE, dict[str, Any]]:
     """(model in eval mode on the CPU, metadata) from a run folder or its model.json's folder.
-    The precision is the one training would pick on this CPU (`runtime.choose_precision`), so
+    The precision is the one training would pick on this CPU (`hardware.choose_precision`), so
     that the Python API, `predict`, `generate` and the report give the same components."""
     folder = Path(folder)
     if not (folder / METADATA).exists() or not (folder / WEIGHTS).exists():

@@ -17,17 +17,17 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
+from astrovader.atomic import read_json
 from astrovader.data.catalogue import has_suffix
 from astrovader.errors import AstroVaDErError, InputError
-from astrovader.io import read_json
 from astrovader.model.io import WEIGHTS, load_model
 from astrovader.predict.formats import FORMATS, PARQUET_FILES, format_of, to_pandas
 from astrovader.predict.inputs import read_inputs
 from astrovader.predict.parts import (
     MANIFEST, MANIFEST_FORMAT, PART_SIZE, begin_parts, check_output, finish_parts, output_schema, predict_parts,
 )
+from astrovader.hardware import choose_precision, runtime_info
 from astrovader.predict.ranks import Ranks
-from astrovader.runtime import choose_precision, runtime_info
 
 
 @dataclass

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 from torch.utils.data import DataLoader
 
 from astrovader.analysis import shift
+from astrovader.atomic import read_json, write_json_atomic, write_with
 from astrovader.errors import AstroVaDErError, InputError
-from astrovader.io import read_json, write_json_atomic, write_with
 from astrovader.model.inference import model_outputs
 from astrovader.model.vade import VaDE
 from astrovader.predict.formats import assemble

@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from astrovader.atomic import write_with
 from astrovader.data.loader import EpochBatches
-from astrovader.io import write_with
 from astrovader.train.gmm import fit_gmm
 from astrovader.train.module import VaDETraining
 from astrovader.train.schedule import gmm_init_epoch, phase_at

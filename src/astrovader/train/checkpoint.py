@@ -17,8 +17,8 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from astrovader.atomic import write_with
 from astrovader.errors import InputError
-from astrovader.io import write_with
 
 SKELETON_KEY = "astrovader_skeleton"
 

@@ -13,12 +13,12 @@ import numpy as np
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback
 
+from astrovader.atomic import read_json
 from astrovader.config import Config
 from astrovader.data.cache import Cache, assign_splits, prepare
 from astrovader.errors import InputError
-from astrovader.io import read_json
+from astrovader.hardware import choose_precision, runtime_info
 from astrovader.runs import RunFolder
-from astrovader.runtime import choose_precision, runtime_info
 from astrovader.train.callbacks import EpochMetrics, MiniBatchGMMInit, S3VDCSchedule, SaveLastCheckpoint
 from astrovader.train.checkpoint import SafeCheckpointIO
 from astrovader.train.module import TrainingData, VaDETraining

@@ -32,11 +32,11 @@ from optuna.trial import TrialState
 from sklearn.metrics import normalized_mutual_info_score
 
 from astrovader.analysis.metrics import simplified_silhouette
+from astrovader.atomic import write_json_atomic, write_with
 from astrovader.config import Config
 from astrovader.data.cache import Cache
 from astrovader.data.loader import read_rows
 from astrovader.errors import InputError, TrainingError
-from astrovader.io import write_json_atomic, write_with
 from astrovader.model.inference import model_outputs
 from astrovader.train.module import VaDETraining
 from astrovader.train.run import resolve_data, train_run

@@ -37,10 +37,10 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from astrovader import __version__
+from astrovader.atomic import write_with
 from astrovader.data import fits
 from astrovader.data.catalogue import id_text, read_table
 from astrovader.errors import AstroVaDErError, ImageError, InputError
-from astrovader.io import write_with
 
 DEFAULT_BASE_URLS = {
     "sdss": "https://skyserver.sdss.org/dr17/SkyServerWS/ImgCutout",
@@ -59,7 +59,7 @@ DOWNLOADED, SKIPPED, FAILED = "downloaded", "skipped", "failed"
 def geometry_of_run(run_dir: str | Path) -> tuple[int, float]:
     """(size in px, arcsec per pixel) of the inputs a trained run was trained on, so that new
     cutouts match them (`cutouts --like RUN`)."""
-    from astrovader.io import read_json
+    from astrovader.atomic import read_json
     from astrovader.runs import RunFolder
 
     path = RunFolder(run_dir).metadata_file
@@ -288,7 +288,7 @@ def _number(value: Any, column: str, low: float, high: float) -> float:
 
 
 def _remove_temporaries(images: Path) -> None:
-    # Left by a killed run (io.atomic_path names them .<name>.<random>.part); never valid cutouts.
+    # Left by a killed run (atomic.atomic_path names them .<name>.<random>.part); never valid cutouts.
     for temporary in images.glob(".*.part"):
         temporary.unlink(missing_ok=True)
 

@@ -46,9 +46,9 @@ from typing import Any, Callable
 import galsim
 import numpy as np
 
+from astrovader.atomic import write_json_atomic, write_with
 from astrovader.data import fits
 from astrovader.errors import AstroVaDErError
-from astrovader.io import write_json_atomic, write_with
 
 PIXEL_SCALE = 0.396  # arcsec per pixel, SDSS
 BULGE_DOMINATED_BT = 0.6

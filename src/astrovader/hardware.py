@@ -1,4 +1,5 @@
-"""The speed settings measured on CPUs before any code (METHOD.md), chosen automatically.
+"""The hardware this runs on, and the speed settings measured on CPUs before any code (METHOD.md),
+chosen for it automatically.
 
 - A faster allocator (tcmalloc / jemalloc) makes the same PyTorch code 1.1-2.4x faster:
   the launcher re-executes itself with LD_PRELOAD when the system has one.

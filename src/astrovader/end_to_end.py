@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from astrovader.analysis.galaxy_zoo import VoteSettings
+from astrovader.atomic import write_json_atomic
 from astrovader.config import Config
 from astrovader.errors import InputError
-from astrovader.io import write_json_atomic
 from astrovader.runs import RunFolder
 
 ProgressFactory = Callable[[str], AbstractContextManager]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from astrovader.io import write_with, write_text_atomic
+from astrovader.atomic import write_with, write_text_atomic
 
 
 @pytest.fixture
