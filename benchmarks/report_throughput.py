@@ -65,7 +65,7 @@ def random_run(folder: Path, cache: Path, config: Config, precision: str) -> Pat
 
 def encode_flops(config: Config) -> float:
     model = VaDE(config).eval()
-    pixels = np.zeros((BLOCK, config.data.bands, config.data.image_size, config.data.image_size), np.uint8)
+    pixels = np.zeros((BLOCK, *config.data.input_shape), np.uint8)
     return flops_per_item(lambda: model_outputs(model, pixels), BLOCK)
 
 

@@ -13,10 +13,11 @@ from astrovader.atomic import read_json
 from astrovader.cli import app
 from astrovader.config import Config
 from astrovader.data.cache import Cache
+from astrovader.data.catalogue import label_column
 from astrovader.errors import InputError
 from astrovader.model.inference import model_outputs
 from astrovader.model.io import load_model
-from astrovader.train.tune import base_params, config_for, label_column, search_space, tune
+from astrovader.train.tune import base_params, config_for, search_space, tune
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,9 +116,10 @@ def test_clustering_objectives_score_the_final_model_on_the_validation_split(
 
 
 def test_bad_options_are_one_line_errors(blob_cache, tiny_config, tmp_path):
-    with pytest.raises(InputError, match="needs labels"):
-        label_column(pd.DataFrame({"id_str": ["a"], "gz1_class_name": ["spiral"]}), "cache")
-    assert label_column(pd.DataFrame({"gz1_class": [1, 2]}), "cache") == "gz1_class"
+    # One list of label columns for tuning and the report: names first, then codes, empty ones skipped.
+    assert label_column(pd.DataFrame({"id_str": ["a"], "gz1_class_name": ["spiral"]})) == "gz1_class_name"
+    assert label_column(pd.DataFrame({"label_name": [None, None], "gz1_class": [1, 2]})) == "gz1_class"
+    assert label_column(pd.DataFrame({"id_str": ["a"]})) is None
     with pytest.raises(InputError, match="--objective purity: unknown objective"):
         tune(blob_cache, tmp_path, tiny_config, trials=1, objective="purity")
     with pytest.raises(InputError, match="--trials 0"):

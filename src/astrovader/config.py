@@ -55,6 +55,11 @@ class DataConfig(_Section):
     def bands(self) -> int:
         return 1 if self.color == "gray" else 3
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one model input."""
+        return self.bands, self.image_size, self.image_size
+
 
 class ModelConfig(_Section):
     """Network and mixture prior (paper section 3.4)."""

@@ -135,14 +135,9 @@ class AstroVaDEr:
         """Model-ready pixels (N, C, H, W) from an array or a path."""
         if isinstance(x, (str, Path)):
             return self._pixels_from_path(Path(x))
-        array = np.asarray(x)
-        if array.ndim == 3:
-            array = array[:, None]
-        data = self.config.data
-        expected = (data.bands, data.image_size, data.image_size)
-        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            raise InputError(f"input of shape {np.shape(x)}: expected (N, {', '.join(map(str, expected))}) pixels")
-        return array
+        from astrovader.data.loader import check_pixels
+
+        return check_pixels(x, self.config.data)
 
     def _pixels_from_path(self, path: Path) -> np.ndarray:
         from astrovader.data.cache import Cache, decode_files

@@ -5,6 +5,8 @@ chosen for it automatically.
   the launcher re-executes itself with LD_PRELOAD when the system has one.
 - bf16 autocast + channels_last pay only on CPUs with native bf16 (AVX-512 BF16 / AMX); on
   AVX2 machines bf16 is emulated and ~10x SLOWER, so fp32 is chosen there.
+- Work spread over cores (decoding images, simulating galaxies) runs in spawned processes
+  (`spawn_map`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
+from multiprocessing import get_context
 from pathlib import Path
 
 REEXEC_MARKER = "ASTROVADER_REEXEC"
@@ -95,3 +100,14 @@ def runtime_info(precision: str | None = None) -> dict[str, object]:
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
+
+
+def spawn_map(function: Callable, jobs: Iterable, workers: int, initializer: Callable[[], None] | None = None) -> Iterator:
+    """map(function, jobs) in order: in this process when workers <= 1, else in `workers` spawned
+    processes (spawn: workers must not inherit the parent's thread pools or locks, torch's or
+    OpenMP's), each first running `initializer`."""
+    if workers <= 1:
+        yield from map(function, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=initializer) as pool:
+        yield from pool.map(function, jobs)

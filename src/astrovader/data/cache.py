@@ -18,10 +18,8 @@ import hashlib
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +31,7 @@ from astrovader.config import DataConfig
 from astrovader.data.catalogue import read_catalogue
 from astrovader.data.images import decode, preprocess
 from astrovader.errors import ImageError, InputError
+from astrovader.hardware import spawn_map
 
 CACHE_VERSION = 1
 CHUNK = 256
@@ -76,7 +75,7 @@ def prepare(
     catalogue = read_catalogue(source, config)
     fingerprint = input_fingerprint(catalogue, config)
     unique, duplicates = split_duplicates(catalogue)
-    shape = (len(unique), config.bands, config.image_size, config.image_size)
+    shape = (len(unique), *config.input_shape)
 
     meta_path = out / "cache.json"
     meta = read_json(meta_path) if meta_path.exists() else None
@@ -122,7 +121,7 @@ def _decode_pending(unique, pending, out, status, config, progress) -> None:
     jobs = [([files[row] for row in rows], config) for rows in chunks]
     done = int((status != PENDING).sum())
     workers = min(config.workers, len(chunks))
-    results = _map(_decode_job, jobs, workers)
+    results = spawn_map(_decode_job, jobs, workers)
     for rows, (pixels, reasons) in zip(chunks, results):
         accepted = [row for row, reason in zip(rows, reasons) if reason is None]
         if accepted:
@@ -146,22 +145,13 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
-def _map(function, jobs, workers):
-    if workers <= 1:
-        yield from map(function, jobs)
-        return
-    # spawn: worker processes must not inherit torch's thread pools or locks.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(function, jobs)
-
-
 def _decode_job(job):
     return decode_files(*job)
 
 
 def decode_files(files: list[str], config: DataConfig) -> tuple[np.ndarray, list[str | None]]:
     """(uint8 pixels, reject reason or None) for each file; a bad file never raises."""
-    pixels = np.zeros((len(files), config.bands, config.image_size, config.image_size), dtype=np.uint8)
+    pixels = np.zeros((len(files), *config.input_shape), dtype=np.uint8)
     reasons: list[str | None] = []
     for i, file_loc in enumerate(files):
         try:

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from astrovader.config import DataConfig
-from astrovader.errors import InputError
+from astrovader.errors import AstroVaDErError, InputError
 
+# Known classes, where a catalogue has them: names first, then integer codes.
+LABEL_COLUMNS = ("label_name", "gz1_class_name", "label", "gz1_class")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".fits", ".fit", ".fits.gz", ".fit.gz", ".npy")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".fits", ".fit", ".fits.gz")
 
@@ -158,3 +160,13 @@ def _stem(path: Path) -> str:
 def _id_and_file_first(table: pd.DataFrame) -> pd.DataFrame:
     rest = [column for column in table.columns if column not in ("id_str", "file_loc")]
     return table[["id_str", "file_loc", *rest]]
+
+
+def label_column(table: pd.DataFrame, requested: str | None = None) -> str | None:
+    """The column of known classes: `requested` (checked), else the first of LABEL_COLUMNS that
+    holds any value; None when there is none."""
+    if requested is not None:
+        if requested not in table.columns:
+            raise AstroVaDErError(f"--labels {requested!r}: no such column (columns: {', '.join(map(str, table.columns))})")
+        return requested
+    return next((name for name in LABEL_COLUMNS if name in table.columns and table[name].notna().any()), None)

@@ -11,6 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from astrovader.config import DataConfig
+from astrovader.errors import InputError
+
 AUGMENTATIONS = ("flips", "flips+rot90", "rotations", "none")
 
 
@@ -23,6 +26,18 @@ def to_float(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
             pixels = pixels.copy()
         pixels = torch.from_numpy(pixels)
     return pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
+
+
+def check_pixels(array, settings: DataConfig, what: str = "input") -> np.ndarray:
+    """Pixels (N, C, H, W) at the model's `input_shape` from an array (N, H, W) or (N, C, H, W)
+    (a gray stack gains its band axis); any other shape is an InputError naming `what`."""
+    pixels = np.asarray(array)
+    if pixels.ndim == 3:
+        pixels = pixels[:, None]
+    expected = settings.input_shape
+    if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected:
+        raise InputError(f"{what} of shape {np.shape(array)}: expected (N, {', '.join(map(str, expected))}) pixels")
+    return pixels
 
 
 def augment(batch: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:

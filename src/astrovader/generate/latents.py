@@ -12,7 +12,7 @@ import torch
 
 from astrovader.data.loader import seed_for, to_float
 from astrovader.errors import AstroVaDErError
-from astrovader.model.inference import BLOCK, decode, image_shape, model_outputs
+from astrovader.model.inference import BLOCK, decode, model_outputs
 from astrovader.model.vade import VaDE
 
 
@@ -109,7 +109,7 @@ def traversal(model: VaDE, mu: np.ndarray, steps: int = 9) -> Traversal:
     z = np.broadcast_to(mu.mean(axis=0), (latent, steps, latent)).copy()
     z[np.arange(latent), :, np.arange(latent)] = values
     z = z.astype(np.float32)
-    images = decode(model, z.reshape(-1, latent)).reshape(latent, steps, *image_shape(model))
+    images = decode(model, z.reshape(-1, latent)).reshape(latent, steps, *model.config.data.input_shape)
     return Traversal(values=values.astype(np.float32), z=z, images=images)
 
 

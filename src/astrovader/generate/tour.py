@@ -11,7 +11,7 @@ from scipy.spatial.distance import cdist
 
 from astrovader.errors import AstroVaDErError
 from astrovader.generate.latents import interpolate_latents
-from astrovader.model.inference import decode, image_shape
+from astrovader.model.inference import decode
 from astrovader.model.vade import VaDE
 
 # The tour solver works on integer costs: latent distances scaled so the longest is this.
@@ -96,7 +96,7 @@ def tour(model: VaDE, mu: np.ndarray, gamma: np.ndarray, steps: int = 8, closed:
     stops = points[order]
     ends = list(zip(stops, np.roll(stops, -1, axis=0)))[: len(stops) if closed else len(stops) - 1]
     z = np.stack([interpolate_latents(a, b, steps) for a, b in ends])
-    images = decode(model, z.reshape(-1, z.shape[-1])).reshape(*z.shape[:2], *image_shape(model))
+    images = decode(model, z.reshape(-1, z.shape[-1])).reshape(*z.shape[:2], *model.config.data.input_shape)
     return Tour(
         components=components[order], members=np.array([members[c] for c in components[order]]),
         length=tour_length(points, order, closed), identity_length=tour_length(points, range(len(points)), closed),

@@ -13,7 +13,6 @@ from astrovader.analysis.figures import save_figure
 from astrovader.atomic import atomic_path, write_with
 from astrovader.generate.figures import samples_figure
 from astrovader.generate.latents import DEFAULT_CHUNK, component_subset, iter_samples, require
-from astrovader.model.inference import image_shape
 from astrovader.model.vade import VaDE
 
 GRID_IMAGES = 36  # synthetic images shown per component (a 6 x 6 grid)
@@ -36,7 +35,7 @@ def write_samples(model: VaDE, out: str | Path, n: int, components: int | Sequen
     counts = np.zeros(model.prior.n_components, np.int64)
     done = 0
     with ExitStack() as stack:
-        write_images = _image_writer(stack, out / f"samples.{image_format}", (n, *image_shape(model)), settings)
+        write_images = _image_writer(stack, out / f"samples.{image_format}", (n, *model.config.data.input_shape), settings)
         write_table = _table_writer(stack, out / f"samples.{table_format}")
         for chosen, z, images in iter_samples(model, n, subset, seed, variance_scale, chunk):
             write_images(done, images)

@@ -46,12 +46,7 @@ def decode(model: VaDE, z: np.ndarray | torch.Tensor) -> np.ndarray:
     z = torch.as_tensor(np.asarray(z, dtype=np.float32))
     device = next(model.parameters()).device
     parts = [model.decode(padded.to(device))[:count].clamp_(0, 1).cpu().numpy() for padded, count in padded_blocks(z)]
-    return np.concatenate(parts) if parts else np.zeros((0, *image_shape(model)), np.float32)
-
-
-def image_shape(model: VaDE) -> tuple[int, int, int]:
-    data = model.config.data
-    return data.bands, data.image_size, data.image_size
+    return np.concatenate(parts) if parts else np.zeros((0, *model.config.data.input_shape), np.float32)
 
 
 def padded_blocks(rows: torch.Tensor) -> Iterator[tuple[torch.Tensor, int]]:

@@ -122,7 +122,7 @@ def build_networks(config: Config) -> tuple[nn.Module, nn.Module]:
     """(encoder, decoder) for the configured backbone and input geometry."""
     model, data = config.model, config.data
     if model.backbone == "mlp":
-        shape = (data.bands, data.image_size, data.image_size)
+        shape = data.input_shape
         input_dim = shape[0] * shape[1] * shape[2]
         return (
             MLPEncoder(input_dim, model.hidden, model.latent_dim, model.mlp_activation),

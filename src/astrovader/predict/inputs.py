@@ -58,7 +58,7 @@ def read_inputs(data: str | Path, config: Config) -> Inputs:
 
 
 def _cache_inputs(cache: Cache, settings: DataConfig) -> Inputs:
-    expected = (settings.bands, settings.image_size, settings.image_size)
+    expected = settings.input_shape
     if tuple(cache.images.shape[1:]) != expected:
         raise InputError(
             f"{cache.folder}: holds images of shape {tuple(cache.images.shape[1:])} but the model takes "

@@ -15,8 +15,9 @@ from astrovader.analysis.choose_k import check_settings
 from astrovader.analysis.galaxy_zoo import read_votes
 from astrovader.analysis.objects import ImageSource, objects_from_cache, objects_from_predictions
 from astrovader.atomic import write_json_atomic, write_text_atomic
+from astrovader.data.catalogue import label_column
 from astrovader.errors import AstroVaDErError
-from astrovader.report.context import Context, ReportOptions, label_column
+from astrovader.report.context import Context, ReportOptions
 from astrovader.report.page import Page
 from astrovader.report.sections import SECTIONS
 from astrovader.runs import RunFolder

@@ -10,11 +10,8 @@ import pandas as pd
 
 from astrovader.analysis.galaxy_zoo import VoteSettings
 from astrovader.analysis.objects import ImageSource, Objects
-from astrovader.errors import AstroVaDErError
 from astrovader.report.page import Page
 from astrovader.runs import Run
-
-LABEL_COLUMNS = ("label_name", "gz1_class_name", "label", "gz1_class")
 
 
 @dataclass
@@ -24,7 +21,7 @@ class ReportOptions:
     split: str = "test"
     votes: Path | None = None  # Galaxy Zoo 2 vote catalogue
     vote_settings: VoteSettings = field(default_factory=VoteSettings)
-    labels: str | None = None  # column of known classes; None: the first of LABEL_COLUMNS present
+    labels: str | None = None  # column of known classes; None: data.catalogue.label_column's choice
     subset: str | None = None  # components for Fig. 8 and the Galaxy Zoo comparison, e.g. "0,3,5"
     seed: int = 0
     examples: int = 8  # galaxies per gallery row and in Fig. 3
@@ -47,11 +44,3 @@ class Context:
     votes: pd.DataFrame | None
     headline: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
-
-
-def label_column(table: pd.DataFrame, requested: str | None) -> str | None:
-    if requested is not None:
-        if requested not in table.columns:
-            raise AstroVaDErError(f"--labels {requested!r}: no such column (columns: {', '.join(map(str, table.columns))})")
-        return requested
-    return next((name for name in LABEL_COLUMNS if name in table.columns), None)

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from astrovader.atomic import read_json
 from astrovader.config import Config
 from astrovader.data.cache import Cache, assign_splits, prepare
+from astrovader.data.loader import check_pixels
 from astrovader.errors import InputError
 from astrovader.hardware import choose_precision, runtime_info
 from astrovader.runs import RunFolder
@@ -120,11 +121,7 @@ def resolve_data(data, config: Config, out: Path, progress: bool) -> tuple[Train
 
 
 def _array_data(array: np.ndarray, config: Config) -> TrainingData:
-    if array.ndim == 3:
-        array = array[:, None]
-    expected = (config.data.bands, config.data.image_size, config.data.image_size)
-    if array.ndim != 4 or tuple(array.shape[1:]) != expected:
-        raise InputError(f"array of shape {array.shape}: expected (N, {', '.join(map(str, expected))}) pixels")
+    array = check_pixels(array, config.data, "array")
     if array.dtype != np.uint8 and (np.nanmin(array) < 0 or np.nanmax(array) > 1 or not np.isfinite(array).all()):
         raise InputError("array pixels must be uint8, or finite floats in [0, 1]")
     splits = assign_splits(len(array), config.data)

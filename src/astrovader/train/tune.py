@@ -25,7 +25,6 @@ from typing import Any
 
 import lightning as L
 import optuna
-import pandas as pd
 from lightning.pytorch.callbacks import Callback
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -35,6 +34,7 @@ from astrovader.analysis.metrics import simplified_silhouette
 from astrovader.atomic import write_json_atomic, write_with
 from astrovader.config import Config
 from astrovader.data.cache import Cache
+from astrovader.data.catalogue import LABEL_COLUMNS, label_column
 from astrovader.data.loader import read_rows
 from astrovader.errors import InputError, TrainingError
 from astrovader.model.inference import model_outputs
@@ -43,7 +43,6 @@ from astrovader.train.run import resolve_data, train_run
 
 # Minimised or maximised; the first two are the validation means EpochMetrics writes.
 OBJECTIVES = {"elbo": "minimize", "reconstruction": "minimize", "silhouette": "maximize", "nmi": "maximize"}
-LABEL_COLUMNS = ("label", "gz1_class")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -141,7 +140,10 @@ class Scorer:
         if validation.empty:
             raise InputError(f"{cache.folder}: the validation split is empty; tuning scores trials on it")
         if objective == "nmi":
-            column = label_column(cache.index, cache.folder)
+            column = label_column(cache.index)
+            if column is None:
+                raise InputError(f"{cache.folder}: --objective nmi needs labels, but the cache index has no "
+                                 f"{' or '.join(LABEL_COLUMNS)} column")
             validation = validation[validation[column].notna()]
             self.labels = validation[column].to_numpy()
         if objective in ("silhouette", "nmi"):
@@ -160,15 +162,6 @@ class Scorer:
         if self.objective == "silhouette":
             return float(simplified_silhouette(outputs["mu"], clusters).mean())
         return float(normalized_mutual_info_score(self.labels, clusters))
-
-
-def label_column(index: pd.DataFrame, where: Path | str) -> str:
-    for column in LABEL_COLUMNS:
-        if column in index and index[column].notna().any():
-            return column
-    raise InputError(
-        f"{where}: --objective nmi needs labels, but the cache index has no {' or '.join(LABEL_COLUMNS)} column"
-    )
 
 
 class ReportToTrial(Callback):

@@ -36,10 +36,8 @@ import math
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +47,7 @@ import numpy as np
 from astrovader.atomic import write_json_atomic, write_with
 from astrovader.data import fits
 from astrovader.errors import AstroVaDErError
+from astrovader.hardware import spawn_map
 
 PIXEL_SCALE = 0.396  # arcsec per pixel, SDSS
 BULGE_DOMINATED_BT = 0.6
@@ -161,7 +160,7 @@ def simulate(
     jobs = [_Job(out, size, seed, companion_fraction, indices) for indices in _chunks(n, workers)]
     workers = min(workers, len(jobs))
     rows: list[dict[str, Any]] = []
-    for chunk_rows in _map(_simulate_chunk, jobs, workers):
+    for chunk_rows in spawn_map(_simulate_chunk, jobs, workers, initializer=_single_thread):
         rows.extend(chunk_rows)
         if progress is not None:
             progress(len(rows), n)
@@ -195,16 +194,6 @@ def _chunks(n: int, workers: int) -> list[range]:
     # Several chunks per worker balance the load and keep the progress bar moving.
     step = max(1, min(MAX_CHUNK, math.ceil(n / (4 * workers))))
     return [range(start, min(start + step, n)) for start in range(0, n, step)]
-
-
-def _map(function, jobs, workers):
-    if workers <= 1:
-        yield from map(function, jobs)
-        return
-    # spawn: workers must not inherit the parent's thread pools or locks (torch, OpenMP).
-    context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_thread) as pool:
-        yield from pool.map(function, jobs)
 
 
 def _single_thread() -> None:
