@@ -19,7 +19,7 @@ from torch import nn
 
 from astrovader.analysis.metrics import label_scores
 from astrovader.data.cache import Cache
-from benchmarks import clustering
+from benchmarks.clustering import datasets, methods
 from benchmarks.common import write_result
 from benchmarks.probe import DATASETS, dataset, parse_overrides
 
@@ -57,8 +57,8 @@ def fit_predict(train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor, c
 
 def ceiling(name: str, seed: int, epochs: int, overrides: dict) -> dict:
     data = dataset(name)
-    config = clustering.run_config(data, "vade-conv", seed, clustering.FULL).with_overrides(overrides)
-    pixels = clustering.prepared_pixels(data, config, clustering.FULL)
+    config = methods.run_config(data, "vade-conv", seed, datasets.FULL).with_overrides(overrides)
+    pixels = datasets.prepared_pixels(data, config, datasets.FULL)
     cache = Cache(pixels.cache)
     labels = torch.tensor(cache.split("train")[data.label_column].to_numpy())
     predicted = fit_predict(as_tensor(pixels.train), labels, as_tensor(pixels.test), data.classes, epochs, seed)

@@ -33,7 +33,7 @@ from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
 from astrovader.model.inference import model_outputs
 from astrovader.train.run import train_run
-from benchmarks import clustering
+from benchmarks.clustering import datasets, methods
 from benchmarks.common import write_result
 
 REFIT_EVERY = 5
@@ -41,14 +41,14 @@ REFIT_ROWS = 3000  # training rows of the per-epoch refit (all of them for the f
 DATASETS = ("simulated", "gz1", "fashion-mnist")
 
 
-def dataset(name: str) -> clustering.Dataset:
+def dataset(name: str) -> datasets.Dataset:
     if name == "simulated":
-        found = clustering.simulated_dataset(clustering.FULL)
+        found = datasets.simulated_dataset(datasets.FULL)
     elif name == "gz1":
-        found = clustering.catalogue_dataset("gz1", clustering.SHARED_DATA / "gz1-sdss" / "catalog.csv", "gz1_class")
+        found = datasets.catalogue_dataset("gz1", datasets.SHARED_DATA / "gz1-sdss" / "catalog.csv", "gz1_class")
     else:
-        found = clustering.idx_dataset("fashion-mnist", clustering.SHARED_DATA / "fashion-mnist")
-    return clustering.counted(found)
+        found = datasets.idx_dataset("fashion-mnist", datasets.SHARED_DATA / "fashion-mnist")
+    return datasets.counted(found)
 
 
 def refit(mu_train: np.ndarray, mu_test: np.ndarray, classes: int, covariance: str, seed: int) -> np.ndarray:
@@ -61,7 +61,7 @@ class Watch(Callback):
     """After every epoch: held-out NMI of the model's components; every REFIT_EVERY epochs
     and at the end of the pretraining, that of a refitted full GMM. Its time is left out."""
 
-    def __init__(self, pixels: clustering.Pixels, classes: int, seed: int, pretraining: int):
+    def __init__(self, pixels: datasets.Pixels, classes: int, seed: int, pretraining: int):
         self.pixels, self.classes, self.seed, self.pretraining = pixels, classes, seed, pretraining
         self.started, self.left_out = time.perf_counter(), 0.0
         self.curve: list[dict] = []
@@ -84,10 +84,10 @@ class Watch(Callback):
 
 def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None = None) -> dict:
     data = dataset(name)
-    config = clustering.run_config(data, method, seed, clustering.FULL).with_overrides(overrides)
-    pixels = clustering.prepared_pixels(data, config, clustering.FULL)
-    if method in clustering.PIXEL_BASELINES:
-        result = clustering.run_pixel_baseline(method, pixels, data.classes, seed)
+    config = methods.run_config(data, method, seed, datasets.FULL).with_overrides(overrides)
+    pixels = datasets.prepared_pixels(data, config, datasets.FULL)
+    if method in methods.PIXEL_BASELINES:
+        result = methods.run_pixel_baseline(method, pixels, data.classes, seed)
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
                       {}, result["train_seconds"], [])
     watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
@@ -103,7 +103,7 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve)
 
 
-def scored(data: clustering.Dataset, method: str, seed: int, overrides: dict, config, pixels: clustering.Pixels,
+def scored(data: datasets.Dataset, method: str, seed: int, overrides: dict, config, pixels: datasets.Pixels,
            clusters: np.ndarray, refits: dict, seconds: float, curve: list) -> dict:
     """The probe's record: scores of the clusters (and of any refits), against the truth too."""
     scores = {"model": label_scores(pixels.test_labels, clusters)}
@@ -135,7 +135,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=DATASETS)
-    parser.add_argument("--method", default="vade-conv", choices=(*clustering.OURS, *clustering.PIXEL_BASELINES))
+    parser.add_argument("--method", default="vade-conv", choices=(*methods.OURS, *methods.PIXEL_BASELINES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. model.covariance=full")
     parser.add_argument("--name", help="record name (default: from the data set, method, seed and overrides)")

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from astrovader.atomic import write_text_atomic
 from astrovader.errors import AstroVaDErError
-from benchmarks import clustering, clustpy_runner, throughput
+from benchmarks import clustpy_runner, throughput
+from benchmarks.clustering import datasets, methods, records, tables
 from benchmarks.common import RESULTS
 
 DATASETS = ("fashion-mnist", "mnist", "simulated", "gz1", "labelled")
-SECTIONS = {"clustering": DATASETS + clustering.METHODS, "throughput": throughput.SCRIPTS}
+SECTIONS = {"clustering": DATASETS + methods.METHODS, "throughput": throughput.SCRIPTS}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,9 +35,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="small subsets, a few epochs and short timings: minutes, to check that everything runs")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per data set and method (default 3)")
     parser.add_argument("--mnist", type=Path, help="folder with MNIST's IDX files (train-* and t10k-*)")
-    parser.add_argument("--fashion-mnist", type=Path, default=clustering.SHARED_DATA / "fashion-mnist",
+    parser.add_argument("--fashion-mnist", type=Path, default=datasets.SHARED_DATA / "fashion-mnist",
                         help="folder with Fashion-MNIST's IDX files (default: ../shared/data/fashion-mnist)")
-    parser.add_argument("--gz1", type=Path, default=clustering.SHARED_DATA / "gz1-sdss" / "catalog.csv",
+    parser.add_argument("--gz1", type=Path, default=datasets.SHARED_DATA / "gz1-sdss" / "catalog.csv",
                         help="GZ1 catalogue with a gz1_class column (default: ../shared/data/gz1-sdss/catalog.csv)")
     parser.add_argument("--labelled", type=Path, help="any catalogue (CSV, Parquet, FITS) with a label column")
     parser.add_argument("--label-column", help="the --labelled catalogue's column of classes")
@@ -44,7 +45,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="config YAML for the --labelled catalogue (default: configs/galaxies-conv.yaml)")
     parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
                         help=f"run only these: {', '.join(SECTIONS)}, data sets ({', '.join(DATASETS)}), methods "
-                             f"({', '.join(clustering.METHODS)}), throughput scripts ({', '.join(throughput.SCRIPTS)})")
+                             f"({', '.join(methods.METHODS)}), throughput scripts ({', '.join(throughput.SCRIPTS)})")
     parser.add_argument("--clustpy", action="store_true",
                         help="also run ClustPy's VaDE (makes benchmarks/.clustpy-venv once: ~6 GB, a few minutes)")
     arguments = parser.parse_args(argv)
@@ -69,37 +70,37 @@ def runs_section(section: str, only: list[str]) -> bool:
     return not only or section in only or any(name in only for name in SECTIONS[section])
 
 
-def datasets(arguments, budget: clustering.Budget, notes: list[str]) -> list[clustering.Dataset]:
+def chosen_datasets(arguments, budget: datasets.Budget, notes: list[str]) -> list[datasets.Dataset]:
     """The data sets that --only keeps and that are present (absent ones become notes)."""
     wanted = selected(DATASETS, arguments.only)
     found = []
     if "fashion-mnist" in wanted:
         if arguments.fashion_mnist.exists():
-            found.append(clustering.idx_dataset("fashion-mnist", arguments.fashion_mnist))
+            found.append(datasets.idx_dataset("fashion-mnist", arguments.fashion_mnist))
         else:
             notes.append(f"fashion-mnist skipped: {arguments.fashion_mnist} not found")
     if "mnist" in wanted and arguments.mnist is not None:
-        found.append(clustering.idx_dataset("mnist", arguments.mnist))
+        found.append(datasets.idx_dataset("mnist", arguments.mnist))
     elif "mnist" in arguments.only:
         notes.append("mnist skipped: give its IDX folder with --mnist DIR")
     if "simulated" in wanted:
-        found.append(clustering.simulated_dataset(budget))
+        found.append(datasets.simulated_dataset(budget))
     if "gz1" in wanted:
         if arguments.gz1.exists():
-            found.append(clustering.catalogue_dataset("gz1", arguments.gz1, "gz1_class"))
+            found.append(datasets.catalogue_dataset("gz1", arguments.gz1, "gz1_class"))
         else:
             notes.append(f"gz1 skipped: {arguments.gz1} not found")
     if "labelled" in wanted and arguments.labelled is not None:
         name = f"labelled-{arguments.labelled.resolve().parent.name}"
-        found.append(clustering.catalogue_dataset(name, arguments.labelled, arguments.label_column,
+        found.append(datasets.catalogue_dataset(name, arguments.labelled, arguments.label_column,
                                                   arguments.labelled_config))
     elif "labelled" in arguments.only:
         notes.append("labelled skipped: give a catalogue with --labelled CATALOGUE --label-column C")
-    return [clustering.counted(dataset) for dataset in found]
+    return [datasets.counted(dataset) for dataset in found]
 
 
-def methods(arguments, notes: list[str]) -> list[str]:
-    chosen = selected(clustering.METHODS, arguments.only)
+def chosen_methods(arguments, notes: list[str]) -> list[str]:
+    chosen = selected(methods.METHODS, arguments.only)
     clustpy = [method for method in chosen if method in clustpy_runner.METHODS]
     if not clustpy:
         return chosen
@@ -116,15 +117,15 @@ def methods(arguments, notes: list[str]) -> list[str]:
 
 
 def run_clustering(arguments) -> list[str]:
-    budget = clustering.QUICK if arguments.quick else clustering.FULL
+    budget = datasets.QUICK if arguments.quick else datasets.FULL
     notes: list[str] = []
-    chosen = datasets(arguments, budget, notes)
-    records, failures = clustering.run_all(chosen, methods(arguments, notes), list(range(arguments.seeds)), budget)
-    table = clustering.summary_table(clustering.budget_records(budget), budget, failures)
+    chosen = chosen_datasets(arguments, budget, notes)
+    made, failures = records.run_all(chosen, chosen_methods(arguments, notes), list(range(arguments.seeds)), budget)
+    table = tables.summary_table(records.budget_records(budget), budget, failures)
     if notes:
         table += "\n" + "\n".join(f"Note: {note}." for note in notes) + "\n"
     path = write_text_atomic(RESULTS / budget.folder / "clustering.md", table)
-    print(f"clustering: {len(records)} run(s), {len(failures)} failed -> {path}")
+    print(f"clustering: {len(made)} run(s), {len(failures)} failed -> {path}")
     return failures
 
 

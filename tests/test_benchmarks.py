@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from astrovader.config import Config
-from benchmarks import clustering, clustpy_runner, run, throughput
+from benchmarks import clustpy_runner, run, throughput
+from benchmarks.clustering import datasets, methods, records, tables
 from benchmarks.common import machine, machine_description, result_name
 from benchmarks.train_throughput import measure
 
@@ -39,14 +40,14 @@ def quick_run(blob_catalogue, tmp_path_factory):
     return folder / "results", arguments
 
 
-def records(results: Path) -> dict[str, dict]:
+def saved_records(results: Path) -> dict[str, dict]:
     return {path.stem: json.loads(path.read_text()) for path in (results / "quick" / "clustering").glob("*.json")}
 
 
 def test_quick_run_writes_one_record_per_dataset_method_and_seed(quick_run, blob_catalogue):
     results, _ = quick_run
     dataset = f"labelled-{blob_catalogue.parent.name}"
-    found = records(results)
+    found = saved_records(results)
     assert sorted(found) == sorted(f"{dataset}-{method}-seed{seed}" for method in ("vade-conv", "two-stage", "kmeans-pca")
                                    for seed in (0, 1))
     for record in found.values():
@@ -66,7 +67,7 @@ def test_quick_run_writes_one_record_per_dataset_method_and_seed(quick_run, blob
 
 def test_curves_score_every_epoch_with_a_prior_and_end_at_the_final_accuracy(quick_run, blob_catalogue):
     results, _ = quick_run
-    found = records(results)
+    found = saved_records(results)
     dataset = f"labelled-{blob_catalogue.parent.name}"
     vade = found[f"{dataset}-vade-conv-seed0"]
     # Quick schedule: 2 alpha epochs (no mixture yet, nothing to score), then 1 annealing epoch.
@@ -83,17 +84,17 @@ def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogu
     results, _ = quick_run
     table = (results / "quick" / "clustering.md").read_text()
     assert f"## labelled-{blob_catalogue.parent.name}" in table and "400 training / 50 test images (0 inputs rejected by prepare), K = 3." in table
-    share = records(results)[f"labelled-{blob_catalogue.parent.name}-vade-conv-seed0"]["largest_class_share"]
+    share = saved_records(results)[f"labelled-{blob_catalogue.parent.name}-vade-conv-seed0"]["largest_class_share"]
     assert f"The largest class holds {share:.1%} of the test images" in table
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     for method in ("vade-conv", "two-stage", "kmeans-pca"):
         cells = [cell.strip() for cell in rows[method].strip("|").split("|")]
         assert cells[1] == "0, 1" and cells[2] == "16 px"
-        accuracies = [run["scores"]["accuracy"] * 100 for name, run in records(results).items() if f"-{method}-" in name]
-        assert cells[4] == clustering.spread(accuracies, "{:.1f}")
+        accuracies = [run["scores"]["accuracy"] * 100 for name, run in saved_records(results).items() if f"-{method}-" in name]
+        assert cells[4] == tables.spread(accuracies, "{:.1f}")
     assert "Estimated full clustering run" in table
     # The table names the machine its runs were measured on (tables can be built over sittings).
-    record = records(results)[f"labelled-{blob_catalogue.parent.name}-kmeans-pca-seed0"]
+    record = saved_records(results)[f"labelled-{blob_catalogue.parent.name}-kmeans-pca-seed0"]
     assert f"- {machine_description(record['machine'])}: 6 run(s)" in table
     assert machine()["cpu"] in table and "Several machines" not in table
 
@@ -101,17 +102,17 @@ def test_markdown_table_has_median_and_range_over_seeds(quick_run, blob_catalogu
 def test_machines_section_counts_runs_per_machine_and_warns_when_they_mix():
     amd = {"cpu": "AMD EPYC", "threads": 2, "cpu_capability": "AVX512", "native_bf16": True, "allocator": "tcmalloc",
            "torch": "2.13.0+cpu"}
-    section = clustering.machines_section([{"machine": amd}, {"machine": amd}, {"machine": {**amd, "cpu": "Xeon"}}])
+    section = tables.machines_section([{"machine": amd}, {"machine": amd}, {"machine": {**amd, "cpu": "Xeon"}}])
     assert section[2] == "- AMD EPYC, 2 thread(s), AVX512, native bf16, allocator tcmalloc, torch 2.13.0+cpu: 2 run(s)"
     assert section[3].startswith("- Xeon, 2 thread(s)") and section[3].endswith(": 1 run(s)")
     assert "Several machines" in section[4]
-    assert "Several machines" not in "\n".join(clustering.machines_section([{"machine": amd}]))
-    assert clustering.machines_section([]) == []
+    assert "Several machines" not in "\n".join(tables.machines_section([{"machine": amd}]))
+    assert tables.machines_section([]) == []
 
 
 def test_a_second_run_reuses_the_records(quick_run, monkeypatch, capsys):
     results, arguments = quick_run
-    for module in (clustering, run):
+    for module in (datasets, records, run):
         monkeypatch.setattr(module, "RESULTS", results)
     before = {path.name: path.stat().st_mtime_ns for path in (results / "quick" / "clustering").glob("*.json")}
     assert run.main(["--quick", *arguments, "--only", "labelled", "kmeans-pca"]) == 0
@@ -124,25 +125,25 @@ def test_largest_class_share_is_the_accuracy_of_one_cluster():
     from astrovader.analysis.metrics import hungarian_accuracy
 
     labels = np.array([0] * 7 + [1] * 2 + [2])
-    assert clustering.largest_class_share(labels) == 0.7 == hungarian_accuracy(labels, np.zeros(10, dtype=int))
+    assert records.largest_class_share(labels) == 0.7 == hungarian_accuracy(labels, np.zeros(10, dtype=int))
 
 
 def test_time_to_final_is_the_first_epoch_within_a_point():
     curve = [{"epoch": 3, "seconds": 10.0, "accuracy": 0.50}, {"epoch": 4, "seconds": 20.0, "accuracy": 0.695},
              {"epoch": 5, "seconds": 30.0, "accuracy": 0.68}, {"epoch": 6, "seconds": 40.0, "accuracy": 0.70}]
-    assert clustering.time_to_final(curve, 0.70, 41.0) == {"epoch": 4, "seconds": 20.0}
-    assert clustering.time_to_final([], 0.70, 41.0) == {"epoch": None, "seconds": 41.0}
+    assert methods.time_to_final(curve, 0.70, 41.0) == {"epoch": 4, "seconds": 20.0}
+    assert methods.time_to_final([], 0.70, 41.0) == {"epoch": None, "seconds": 41.0}
 
 
 def test_full_run_estimate_scales_steady_epochs_and_keeps_fixed_costs():
     # 3 s outside the epochs; epochs after the first take 2 s for 100 images.
     ours = {"epoch_seconds": [5.0, 2.0, 2.0], "train_images": 100, "wall_seconds": 12.0, "train_seconds": 9.5,
             "work": 300, "full_work": 10_000}
-    assert clustering.full_run_seconds(ours) == pytest.approx(3.0 + 0.02 * 10_000)
+    assert tables.full_run_seconds(ours) == pytest.approx(3.0 + 0.02 * 10_000)
     # Without epoch timings: the training time scales, the rest (e.g. a subprocess start) does not.
     theirs = {"epoch_seconds": [], "train_images": 100, "wall_seconds": 10.0, "train_seconds": 3.0,
               "work": 300, "full_work": 3_000}
-    assert clustering.full_run_seconds(theirs) == pytest.approx(7.0 + 30.0)
+    assert tables.full_run_seconds(theirs) == pytest.approx(7.0 + 30.0)
 
 
 def test_bad_options_and_catalogues_fail_with_one_line(blob_catalogue, capsys):
@@ -164,10 +165,10 @@ def test_clustpy_is_skipped_with_a_note_when_its_environment_cannot_be_made(monk
 
     monkeypatch.setattr(clustpy_runner, "ensure_venv", refuse)
     notes: list[str] = []
-    chosen = run.methods(run.parse(["--clustpy"]), notes)
+    chosen = run.chosen_methods(run.parse(["--clustpy"]), notes)
     assert chosen == ["vade-conv", "vade-mlp", "two-stage", "two-stage-mlp", "kmeans-pca", "pca-gmm", "pca-gmm-full"]
     assert notes == ["ClustPy skipped: pip install failed (no network)"]
-    assert run.methods(run.parse([]), []) == chosen  # without --clustpy: not even tried
+    assert run.chosen_methods(run.parse([]), []) == chosen  # without --clustpy: not even tried
 
 
 def test_throughput_table_from_a_real_measurement_and_a_failed_script(tmp_path, monkeypatch):
@@ -194,7 +195,7 @@ def test_throughput_table_from_a_real_measurement_and_a_failed_script(tmp_path, 
 
 
 def test_a_failed_run_is_listed_and_the_status_is_one(tmp_path, monkeypatch, capsys):
-    for module in (clustering, run):
+    for module in (datasets, records, run):
         monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
     catalogue = tmp_path / "catalog.csv"
     catalogue.write_text("id_str,file_loc,label\n" + "".join(f"g{i},missing/g{i}.png,{i % 2}\n" for i in range(4)))
@@ -211,7 +212,7 @@ def test_a_failed_run_is_listed_and_the_status_is_one(tmp_path, monkeypatch, cap
 
 def test_each_two_stage_baseline_shares_its_vade_network(tmp_path):
     """The baselines differ from VaDE only in training: same backbone, method two_stage."""
-    dataset = clustering.Dataset("d", tmp_path / "c.csv", "label", Config.from_preset("tiny"),
+    dataset = datasets.Dataset("d", tmp_path / "c.csv", "label", Config.from_preset("tiny"),
                                  mlp_config=Config.from_preset("tiny", model={"backbone": "mlp"}))
     for vade, baseline in (("vade-conv", "two-stage"), ("vade-mlp", "two-stage-mlp")):
         ours, theirs = dataset.method_config(vade), dataset.method_config(baseline)
