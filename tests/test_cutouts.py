@@ -22,7 +22,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from astrovader.config import Config
-from astrovader.data.sources.cutouts import CutoutOptions, check_cutout, download_cutouts
+from astrovader.data.sources.cutouts import download_cutouts
+from astrovader.data.sources.fetch import check_cutout
+from astrovader.data.sources.surveys import CutoutOptions
 from astrovader.errors import AstroVaDErError
 
 SIZE = 32
@@ -314,7 +316,8 @@ def test_an_interrupted_run_stops_promptly_without_waiting_for_back_offs(survey,
 
 _DOWNLOAD_SCRIPT = """
 import json, sys
-from astrovader.data.sources.cutouts import CutoutOptions, download_cutouts
+from astrovader.data.sources.cutouts import download_cutouts
+from astrovader.data.sources.surveys import CutoutOptions
 arguments = json.loads(sys.argv[1])
 download_cutouts(arguments["catalogue"], arguments["out"], CutoutOptions(**arguments["options"]))
 """

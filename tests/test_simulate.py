@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from astrovader.cli import app
 from astrovader.config import DataConfig
 from astrovader.data.cache import prepare
-from astrovader.data.sources.simulate import PIXEL_SCALE, simulate
+from astrovader.data.sources.galaxy_model import PIXEL_SCALE
+from astrovader.data.sources.simulate import simulate
 from astrovader.errors import AstroVaDErError
 
 SEED = 11

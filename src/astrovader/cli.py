@@ -95,7 +95,8 @@ def cutouts(
     like: Optional[Path] = typer.Option(None, "--like", help="trained run: take --size and --pixscale from its training inputs"),
 ) -> None:
     """Download one survey cutout per catalogue row (resumable, atomic) and write a catalogue for `prepare`."""
-    from astrovader.data.sources.cutouts import CutoutOptions, download_cutouts, geometry_of_run
+    from astrovader.data.sources.cutouts import download_cutouts, geometry_of_run
+    from astrovader.data.sources.surveys import CutoutOptions
 
     if like is not None:
         size, pixscale, scale_column = *geometry_of_run(like), None

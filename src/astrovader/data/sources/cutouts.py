@@ -16,13 +16,13 @@ by a global rate limit and retried with exponential back-off on timeouts, connec
 5xx answers, never on 4xx. Every payload is checked (decodes, expected size) before it is kept,
 and written to a temporary file renamed into place, so a kill never leaves a half cutout: a
 re-run fetches only what is missing.
+
+The services and options: `surveys`; fetching and checking one cutout: `fetch`.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,26 +32,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
-from astrovader import __version__
 from astrovader.atomic import write_with
-from astrovader.data import fits
 from astrovader.data.catalogue import id_text, read_table
-from astrovader.errors import AstroVaDErError, ImageError, InputError
+from astrovader.data.sources.fetch import CutoutError, Fetcher, check_cutout
+from astrovader.data.sources.surveys import CutoutOptions
+from astrovader.errors import InputError
 
-DEFAULT_BASE_URLS = {
-    "sdss": "https://skyserver.sdss.org/dr17/SkyServerWS/ImgCutout",
-    "legacy": "https://www.legacysurvey.org/viewer",
-    "hips": "https://alasky.cds.unistra.fr/hips-image-services",
-}
-DEFAULT_LEGACY_LAYER = "ls-dr10"
-IMAGE_FORMATS = ("jpg", "fits")
 IMAGES_FOLDER = "images"
 CATALOGUE_COLUMNS = ("id_str", "file_loc", "ra", "dec", "pixscale", "url")
-MAX_BACKOFF_SECONDS = 60.0
 
 DOWNLOADED, SKIPPED, FAILED = "downloaded", "skipped", "failed"
 
@@ -72,92 +62,6 @@ def geometry_of_run(run_dir: str | Path) -> tuple[int, float]:
             f"give --size and --pixscale (or --scale-column) yourself"
         )
     return int(round(geometry["side_px"])), float(geometry["pixscale_arcsec"])
-
-
-class CutoutError(AstroVaDErError):
-    """One row that cannot become a cutout; its message is the reason in failures.csv."""
-
-
-@dataclass(frozen=True)
-class CutoutOptions:
-    """What to fetch and how politely. Exactly one of `scale_column` and `pixscale` sets the
-    pixel scale: arcsec/px = scale_factor x row[scale_column] (the paper: 0.02 x petroR90_r),
-    or the fixed `pixscale`."""
-
-    survey: str = "sdss"
-    size: int = 256
-    scale_column: str | None = None
-    scale_factor: float = 0.02
-    pixscale: float | None = None
-    id_column: str = "id_str"
-    ra_column: str = "ra"
-    dec_column: str = "dec"
-    base_url: str | None = None
-    concurrency: int = 4
-    rate: float = 5.0
-    retries: int = 4
-    timeout: float = 30.0
-    image_format: str = "jpg"
-    backoff: float = 1.0  # seconds before the first retry; doubles on each next one
-
-    def __post_init__(self) -> None:
-        kind, _ = parse_survey(self.survey)
-        for name in ("size", "scale_factor", "concurrency", "rate", "timeout"):
-            value = getattr(self, name)
-            _require(name, value, value > 0, "must be positive")  # `> 0` is also False for NaN
-        for name in ("retries", "backoff"):
-            value = getattr(self, name)
-            _require(name, value, value >= 0, "must not be negative")
-        if self.pixscale is not None:
-            _require("pixscale", self.pixscale, self.pixscale > 0, "must be positive")
-        if (self.scale_column is None) == (self.pixscale is None):
-            raise AstroVaDErError(
-                f"cutouts: scale_column = {self.scale_column!r}, pixscale = {self.pixscale!r}: "
-                f"give exactly one (e.g. --scale-column petroR90_r, or --pixscale 0.262)"
-            )
-        _require("image_format", self.image_format, self.image_format in IMAGE_FORMATS, "must be jpg or fits")
-        _require("image_format", self.image_format, kind != "sdss" or self.image_format == "jpg",
-                 "the SDSS cutout service only serves JPEG")
-        if self.base_url is not None:
-            _require("base_url", self.base_url, self.base_url.startswith(("http://", "https://")),
-                     "must start with http:// or https://")
-
-    def url(self, ra: float, dec: float, pixscale: float) -> str:
-        """The service URL of one cutout centred on (ra, dec) at `pixscale` arcsec/px."""
-        kind, variant = parse_survey(self.survey)
-        base = (self.base_url or DEFAULT_BASE_URLS[kind]).rstrip("/")
-        if kind == "sdss":
-            endpoint = f"{base}/getjpeg"
-            params = {"ra": ra, "dec": dec, "scale": pixscale, "width": self.size, "height": self.size}
-        elif kind == "legacy":
-            endpoint = f"{base}/cutout.{self.image_format}"
-            params = {"ra": ra, "dec": dec, "layer": variant, "pixscale": pixscale, "size": self.size}
-        else:
-            endpoint = f"{base}/hips2fits"
-            params = {
-                "hips": variant, "width": self.size, "height": self.size, "projection": "TAN",
-                "fov": self.size * pixscale / 3600.0, "ra": ra, "dec": dec, "format": self.image_format,
-            }
-        return str(httpx.URL(endpoint, params=params))
-
-
-def parse_survey(survey: str) -> tuple[str, str]:
-    """'sdss' | 'legacy[:<layer>]' | 'hips:<HiPS id>' -> (kind, layer or HiPS id)."""
-    kind, _, variant = survey.partition(":")
-    if kind == "sdss" and not variant:
-        return kind, ""
-    if kind == "legacy":
-        return kind, variant or DEFAULT_LEGACY_LAYER
-    if kind == "hips" and variant:
-        return kind, variant
-    raise AstroVaDErError(
-        f"cutouts: survey = {survey!r}: unknown survey (choose sdss, legacy[:<layer>] or hips:<HiPS id>)"
-    )
-
-
-def _require(name: str, value: Any, condition: bool, problem: str) -> None:
-    if not condition:
-        raise AstroVaDErError(f"cutouts: {name} = {value!r}: {problem}")
 
 
 @dataclass
@@ -219,7 +123,7 @@ def download_cutouts(
         _report(progress, len(kept) + len(failures), len(table))
 
     _report(progress, len(failures), len(table))
-    with _Fetcher(options) as fetcher:
+    with Fetcher(options) as fetcher:
         _run_bounded(lambda cutout: _obtain(cutout, out_dir, fetcher), cutouts, options.concurrency,
                      handle=record, on_abort=fetcher.stop)
 
@@ -298,7 +202,7 @@ def _report(progress: Callable[[int, int], None] | None, done: int, total: int) 
         progress(done, total)
 
 
-def _obtain(cutout: _Cutout, out_dir: Path, fetcher: _Fetcher) -> tuple[_Cutout, str, str]:
+def _obtain(cutout: _Cutout, out_dir: Path, fetcher: Fetcher) -> tuple[_Cutout, str, str]:
     """(cutout, outcome, failure reason): keep a valid file already present, else fetch it."""
     path = out_dir / cutout.file_loc
     options = fetcher.options
@@ -315,100 +219,6 @@ def _obtain(cutout: _Cutout, out_dir: Path, fetcher: _Fetcher) -> tuple[_Cutout,
         return cutout, FAILED, str(error)
     write_with(path, lambda temporary: temporary.write_bytes(payload))
     return cutout, DOWNLOADED, ""
-
-
-def check_cutout(payload: bytes, image_format: str, size: int) -> None:
-    """Raise CutoutError unless `payload` is a complete JPEG/FITS image of size x size pixels."""
-    shape = _fits_shape(payload) if image_format == "fits" else _picture_shape(payload)
-    if shape[-2:] != (size, size):
-        raise CutoutError(f"invalid payload: image shape {shape}, expected {size} x {size} px")
-
-
-def _picture_shape(payload: bytes) -> tuple[int, ...]:
-    try:
-        with Image.open(io.BytesIO(payload)) as image:
-            image.load()  # a full decode: truncated files fail here
-            return image.height, image.width
-    except UnidentifiedImageError:
-        raise CutoutError(f"invalid payload: not an image ({len(payload)} bytes, starting {payload[:40]!r})") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise CutoutError(f"invalid payload: corrupt or truncated image ({error})") from None
-
-
-def _fits_shape(payload: bytes) -> tuple[int, ...]:
-    if not payload or len(payload) % fits.BLOCK:
-        raise CutoutError(f"invalid payload: truncated or not FITS ({len(payload)} bytes, starting {payload[:40]!r})")
-    try:
-        return fits.first_image(payload).shape
-    except ImageError as error:
-        raise CutoutError(f"invalid payload: {error}") from None
-
-
-class _Fetcher:
-    """One HTTP client shared by the worker threads, behind one rate limit, with retries."""
-
-    def __init__(self, options: CutoutOptions):
-        self.options = options
-        self.client = httpx.Client(
-            timeout=options.timeout,
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=options.concurrency),
-            headers={"User-Agent": f"astrovader/{__version__} (galaxy cutouts)"},
-        )
-        self.requests = 0
-        self._interval = 1.0 / options.rate
-        self._next_start = 0.0
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-
-    def __enter__(self) -> _Fetcher:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.client.close()
-
-    def stop(self) -> None:
-        """Make waiting threads give up at once (the run is being interrupted)."""
-        self._stopping.set()
-
-    def fetch(self, url: str) -> bytes:
-        """The body of a 2xx answer; retries transient problems, raises CutoutError otherwise."""
-        problem = ""
-        for attempt in range(self.options.retries + 1):
-            if attempt:
-                self._sleep(min(MAX_BACKOFF_SECONDS, self.options.backoff * 2 ** (attempt - 1)))
-            self._wait_for_turn()
-            try:
-                response = self.client.get(url)
-            except httpx.TransportError as error:  # timeouts, refused or reset connections, cut bodies
-                problem = _describe(error)
-                continue
-            except httpx.RequestError as error:  # redirect loops, undecodable bodies: not transient
-                raise CutoutError(_describe(error)) from None
-            if response.is_server_error:
-                problem = f"HTTP {response.status_code} {response.reason_phrase}"
-                continue
-            if not response.is_success:  # 4xx: asking again would get the same answer, so never retried
-                raise CutoutError(f"HTTP {response.status_code} {response.reason_phrase}")
-            return response.content
-        raise CutoutError(f"{problem} (gave up after {self.options.retries + 1} attempts)")
-
-    def _wait_for_turn(self) -> None:
-        """Space request starts 1/rate seconds apart across all threads."""
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + self._interval
-            self.requests += 1
-        self._sleep(start - now)
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and self._stopping.wait(seconds):
-            raise CutoutError("interrupted")
-
-
-def _describe(error: Exception) -> str:
-    return f"{error.__class__.__name__}: {error}" if str(error) else error.__class__.__name__
 
 
 def _run_bounded(
