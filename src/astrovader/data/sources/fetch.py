@@ -13,9 +13,8 @@ from PIL import Image, UnidentifiedImageError
 
 from astrovader import __version__
 from astrovader.data import fits
-from astrovader.errors import AstroVaDErError, ImageError
-
 from astrovader.data.sources.surveys import CutoutOptions
+from astrovader.errors import AstroVaDErError, ImageError
 
 MAX_BACKOFF_SECONDS = 60.0
 
