@@ -75,6 +75,19 @@ def test_em_prior_update_leaves_the_prior_to_em_and_ends_on_a_fit_to_the_trainin
     assert_prior_is_an_em_fit(train_run(tmp_path / "em", config, blob_cache, progress=False), blob_cache)
 
 
+def test_the_module_refuses_to_train_without_the_s3vdc_callbacks(tiny_config, tmp_path):
+    import lightning as L
+
+    from astrovader.train.callbacks import S3VDCSchedule
+    from astrovader.train.module import TrainingData, VaDETraining
+
+    module = VaDETraining(tiny_config, TrainingData(np.zeros((4, 1, 16, 16), np.uint8), np.arange(2), np.arange(2, 4)))
+    trainer = L.Trainer(max_epochs=1, callbacks=[S3VDCSchedule()], logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    with pytest.raises(TrainingError, match="missing: MiniBatchGMMInit"):
+        trainer.fit(module)
+
+
 def test_final_refit_trains_the_prior_by_gradient_and_ends_on_an_em_fit(blob_cache, tiny_config, tmp_path):
     from astrovader.train.module import TrainingData, VaDETraining
 

@@ -1,4 +1,6 @@
-"""Callbacks: the s3VDC schedule, the mini-batch GMM initialisation, the per-epoch metrics file."""
+"""Callbacks: the s3VDC schedule and the mini-batch GMM initialisation, which the module cannot
+train without (`essential_callbacks`), and the side jobs: the per-epoch metrics file and the
+last checkpoint."""
 
 from __future__ import annotations
 
@@ -15,6 +17,12 @@ from astrovader.data.loader import EpochBatches
 from astrovader.train.gmm import fit_gmm
 from astrovader.train.module import VaDETraining
 from astrovader.train.schedule import gmm_init_epoch, phase_at
+
+
+def essential_callbacks() -> list[Callback]:
+    """The callbacks that are part of the method (VaDETraining checks for them), in the order
+    they run: the epoch's Phase first, then the mixture that Phase may need."""
+    return [S3VDCSchedule(), MiniBatchGMMInit()]
 
 
 class S3VDCSchedule(Callback):

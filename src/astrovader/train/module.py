@@ -1,5 +1,9 @@
-"""The LightningModule: what one training step is. The schedule, the GMM initialisation and the
-metrics file are callbacks (callbacks.py); the loop, checkpoints and DDP belong to the Trainer."""
+"""The LightningModule: what one training step is, every loss weight from the epoch's s3VDC
+Phase. Two callbacks are part of the method, not side jobs, and the module refuses to train
+without them (`essential_callbacks`): S3VDCSchedule sets each epoch's Phase and learning rate,
+MiniBatchGMMInit creates the mixture prior after the alpha phase (and refits it where the
+config says). The metrics file and the checkpoint are side jobs (callbacks.py); the loop,
+checkpoints and DDP belong to the Trainer."""
 
 from __future__ import annotations
 
@@ -63,6 +67,15 @@ class VaDETraining(L.LightningModule):
         return DataLoader(self._batches(self.data.validation_rows, shuffle=False), batch_size=None, shuffle=False)
 
     # -- epochs -----------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        from astrovader.train.callbacks import essential_callbacks  # they import this module
+
+        missing = [type(callback).__name__ for callback in essential_callbacks()
+                   if not any(isinstance(given, type(callback)) for given in self.trainer.callbacks)]
+        if missing:
+            raise TrainingError(f"VaDETraining trains only with the s3VDC callbacks; missing: {', '.join(missing)} "
+                                f"(train.callbacks.essential_callbacks)")
+
     def start_epoch(self, phase: Phase) -> None:
         """Called by the schedule callback before each epoch: weights, seeds and batch order."""
         self.phase = phase
@@ -81,12 +94,12 @@ class VaDETraining(L.LightningModule):
 
     # -- steps ------------------------------------------------------------------------------
     def _step(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        phase, train = self.phase, self.config.train
+        phase = self.phase
         with_mixture = bool(self.model.prior.initialised)
         terms = self.model.loss_terms(
             batch, generator, stochastic=phase.name != "autoencoder", with_mixture=with_mixture
         )
-        total = terms["reconstruction"] + train.l2 * terms["l2"]
+        total = terms["reconstruction"] + phase.l2_weight * terms["l2"]
         total = total + phase.kl_normal_weight * terms["kl_normal"]
         if with_mixture and phase.kl_mixture_weight > 0:
             total = total + phase.kl_mixture_weight * terms["kl_mixture"]

@@ -20,7 +20,7 @@ from astrovader.data.loader import check_pixels
 from astrovader.errors import InputError
 from astrovader.hardware import choose_precision, runtime_info
 from astrovader.runs import RunFolder
-from astrovader.train.callbacks import EpochMetrics, MiniBatchGMMInit, S3VDCSchedule, SaveLastCheckpoint
+from astrovader.train.callbacks import EpochMetrics, SaveLastCheckpoint, essential_callbacks
 from astrovader.train.checkpoint import SafeCheckpointIO
 from astrovader.train.module import TrainingData, VaDETraining
 
@@ -167,7 +167,7 @@ def _trainer(config: Config, run: RunFolder, progress: bool, extra_callbacks: Se
 
     train = config.train
     callbacks = [
-        S3VDCSchedule(), MiniBatchGMMInit(), EpochMetrics(run.metrics_file),
+        *essential_callbacks(), EpochMetrics(run.metrics_file),
         SaveLastCheckpoint(run.last_checkpoint), *extra_callbacks,
     ]
     if progress:
