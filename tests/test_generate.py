@@ -26,7 +26,7 @@ from astrovader.generate.latents import (
 )
 from astrovader.atomic import read_json, write_json_atomic
 from astrovader.generate.run import load_galaxies
-from astrovader.generate.tour import most_probable_members, shortest_tour, tour, tour_length
+from astrovader.generate.tour import shortest_tour, top_members, tour, tour_length
 from astrovader.generate.writers import write_samples
 from astrovader.model.inference import decode, model_outputs
 from astrovader.model.io import load_model, save_model
@@ -177,13 +177,13 @@ def test_paper_sized_tour_is_a_deterministic_permutation_no_longer_than_index_or
 
 def test_most_probable_member_is_the_top_member_with_the_highest_gamma():
     gamma = np.array([[0.7, 0.3, 0.0], [0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.5, 0.45, 0.05], [0.1, 0.85, 0.05]])
-    assert most_probable_members(gamma) == {0: 1, 1: 4}  # component 2 is nobody's top
+    assert top_members(gamma) == {0: 1, 1: 4}  # component 2 is nobody's top
 
 
 @pytest.mark.parametrize("closed", [True, False])
 def test_tour_legs_join_the_reconstructions_of_the_most_probable_members(model, galaxies, closed):
     outputs = galaxies[2]
-    members = most_probable_members(outputs["gamma"])
+    members = top_members(outputs["gamma"])
     assert len(members) >= 2
     result = tour(model, outputs["mu"], outputs["gamma"], steps=5, closed=closed)
     legs = len(members) if closed else len(members) - 1
@@ -264,7 +264,7 @@ def test_figures_are_image_grids_with_labelled_rows_columns_title_and_blank_cell
 def test_most_probable_member_is_the_first_of_the_analysis_ranking(galaxies):
     gamma = galaxies[2]["gamma"]
     ranked = clusters.most_probable_members(gamma, per_component=3)
-    assert most_probable_members(gamma) == {c: int(rows[0]) for c, rows in ranked.items() if len(rows)}
+    assert top_members(gamma) == {c: int(rows[0]) for c, rows in ranked.items() if len(rows)}
 
 
 # -- CLI and estimator ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from PIL import Image
 
 from astrovader.config import DataConfig
 from astrovader.data.images import (
-    central_crop, decode, handle_nonfinite, major_axis_angle, preprocess, resize, rotate_to_major_axis, scale,
+    central_crop, handle_nonfinite, major_axis_angle, preprocess, read_image, resize, rotate_to_major_axis, scale,
     sky_and_noise, to_bands,
 )
 from astrovader.errors import ImageError
@@ -121,10 +121,10 @@ def test_decoders_agree_on_the_same_pixels(tmp_path):
     fits.HDUList([empty, fits.ImageHDU(rgb[..., 0].astype(np.float32))]).writeto(tmp_path / "ext.fits")
     expected = np.moveaxis(rgb, -1, 0).astype(np.float32)
     for name in ("a.png", "a.npy", "a.fits"):
-        decoded = decode(str(tmp_path / name))
+        decoded = read_image(str(tmp_path / name))
         assert decoded.shape == (3, 12, 10), name
         np.testing.assert_array_equal(decoded, expected)
-    np.testing.assert_array_equal(decode(str(tmp_path / "ext.fits"))[0], expected[0])
+    np.testing.assert_array_equal(read_image(str(tmp_path / "ext.fits"))[0], expected[0])
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_bad_files_raise_with_reason(tmp_path, make, reason):
     path = tmp_path / "x.jpg"
     make(path)
     with pytest.raises(ImageError, match=reason):
-        decode(str(path))
+        read_image(str(path))
 
 
 def test_truncated_jpeg_and_broken_fits(tmp_path):
@@ -147,7 +147,7 @@ def test_truncated_jpeg_and_broken_fits(tmp_path):
     data = (tmp_path / "t.jpg").read_bytes()
     (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="truncated"):
-        decode(str(tmp_path / "t.jpg"))
+        read_image(str(tmp_path / "t.jpg"))
     (tmp_path / "b.fits").write_bytes(b"SIMPLE  =                    T" + b"garbage" * 10)
     with pytest.raises(ImageError, match="FITS"):
-        decode(str(tmp_path / "b.fits"))
+        read_image(str(tmp_path / "b.fits"))

@@ -29,7 +29,7 @@ import pandas as pd
 from astrovader.atomic import read_json, write_json_atomic, write_with
 from astrovader.config import DataConfig
 from astrovader.data.catalogue import read_catalogue
-from astrovader.data.images import decode, preprocess
+from astrovader.data.images import preprocess, read_image
 from astrovader.errors import ImageError, InputError
 from astrovader.hardware import spawn_map
 
@@ -155,7 +155,7 @@ def decode_files(files: list[str], config: DataConfig) -> tuple[np.ndarray, list
     reasons: list[str | None] = []
     for i, file_loc in enumerate(files):
         try:
-            pixels[i] = preprocess(decode(file_loc), config)
+            pixels[i] = preprocess(read_image(file_loc), config)
             reasons.append(None)
         except ImageError as error:
             reasons.append(str(error))
@@ -175,7 +175,7 @@ def input_geometry(table: pd.DataFrame) -> dict:
     sides = []
     for file_loc in files[:: max(1, len(files) // GEOMETRY_SAMPLE)][:GEOMETRY_SAMPLE]:
         try:
-            sides.append(min(decode(file_loc).shape[-2:]))
+            sides.append(min(read_image(file_loc).shape[-2:]))
         except ImageError:
             continue
     side = float(np.median(sides)) if sides else None

@@ -1,6 +1,6 @@
 """Decode one image file and preprocess it exactly as the paper (section 2), step by step.
 
-decode:      JPEG / PNG (Pillow), FITS 2-D or band cube (astropy), .npy, IDX rows
+read_image:  JPEG / PNG (Pillow), FITS 2-D or band cube (astropy), .npy, IDX rows
              -> float32 array (bands, height, width)
 preprocess:  non-finite policy -> [turn the major axis horizontal] -> central crop
              -> gray (band average) or keep 3 bands -> antialiased resize -> scale to [0, 1]
@@ -32,7 +32,7 @@ _FILTERS = {
 }
 
 
-def decode(file_loc: str) -> np.ndarray:
+def read_image(file_loc: str) -> np.ndarray:
     """Read `file_loc` (optionally `path#index` for one image of a stack) as (bands, H, W)."""
     if not file_loc:
         raise ImageError("no file given")

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from astrovader.analysis.figures import ImageRow, image_grid
 from astrovader.data.loader import seed_for
 from astrovader.generate.latents import Traversal, sample_images, traversal
-from astrovader.generate.tour import Tour, most_probable_members, tour
+from astrovader.generate.tour import Tour, top_members, tour
 from astrovader.model.vade import VaDE
 
 def samples_figure(images: np.ndarray, title: str | None = None, columns: int | None = None) -> Figure:
@@ -55,7 +55,7 @@ def report_figures(model: VaDE, mu: np.ndarray, gamma: np.ndarray, seed: int = 0
     Fig. 12 needs the pixels and a chosen clean component: `deblend` / `astrovader generate`."""
     yield "synthetic", synthetic_figure(model, seed=seed), (
         "Synthetic galaxies (Fig. 9): for each mixture component c, z ~ N(mu_c, sigma_c^2) decoded; linear scale, (0, 1).")
-    if len(most_probable_members(gamma)) >= 2:
+    if len(top_members(gamma)) >= 2:
         result = tour(model, mu, gamma)
         yield "tour", tour_figure(result), (
             f"Interpolation tour (Fig. 10): the most probable member of each component, in the order of the shortest "

@@ -19,7 +19,7 @@ COST_RESOLUTION = 10**6
 SOLVER_DETERMINISTIC_SECONDS = 60.0
 
 
-def most_probable_members(gamma: np.ndarray) -> dict[int, int]:
+def top_members(gamma: np.ndarray) -> dict[int, int]:
     """{component: position of its most probable member}: among the objects whose top component
     is c, the one with the highest gamma_c. Components that are nobody's top are left out."""
     from astrovader.analysis.clusters import most_probable_members as ranked  # here: it imports scikit-learn
@@ -87,7 +87,7 @@ def tour(model: VaDE, mu: np.ndarray, gamma: np.ndarray, steps: int = 8, closed:
     """The most probable member of each component (from the embeddings mu (N, J) and gamma
     (N, K) of `model.inference.model_outputs`), ordered by the shortest (travelling-salesperson) tour
     through their mu, and the images decoded along each leg."""
-    members = most_probable_members(gamma)
+    members = top_members(gamma)
     if len(members) < 2:
         raise AstroVaDErError(f"tour: the galaxies given are the top members of {len(members)} component(s); need 2 or more")
     components = np.array(list(members))

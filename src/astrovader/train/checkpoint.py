@@ -23,7 +23,7 @@ from astrovader.errors import InputError
 SKELETON_KEY = "astrovader_skeleton"
 
 
-def encode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _to_skeleton(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     """JSON-able skeleton of `value`; tensors are moved into `tensors`."""
     if isinstance(value, torch.Tensor):
         key = f"t{len(tensors)}"
@@ -31,15 +31,15 @@ def encode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
         tensors[key] = value.detach().cpu().contiguous().clone()
         return {"__tensor__": key}
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": encode(torch.from_numpy(np.ascontiguousarray(value)), tensors)}
+        return {"__ndarray__": _to_skeleton(torch.from_numpy(np.ascontiguousarray(value)), tensors)}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {"__dict__": [[encode(key, tensors), encode(item, tensors)] for key, item in value.items()]}
+        return {"__dict__": [[_to_skeleton(key, tensors), _to_skeleton(item, tensors)] for key, item in value.items()]}
     if isinstance(value, tuple):
-        return {"__tuple__": [encode(item, tensors) for item in value]}
+        return {"__tuple__": [_to_skeleton(item, tensors) for item in value]}
     if isinstance(value, list):
-        return [encode(item, tensors) for item in value]
+        return [_to_skeleton(item, tensors) for item in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, Path):
@@ -47,24 +47,24 @@ def encode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a safe checkpoint")
 
 
-def decode(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _from_skeleton(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(skeleton, list):
-        return [decode(item, tensors) for item in skeleton]
+        return [_from_skeleton(item, tensors) for item in skeleton]
     if not isinstance(skeleton, dict):
         return skeleton
     if "__tensor__" in skeleton:
         return tensors[skeleton["__tensor__"]]
     if "__ndarray__" in skeleton:
-        return decode(skeleton["__ndarray__"], tensors).numpy()
+        return _from_skeleton(skeleton["__ndarray__"], tensors).numpy()
     if "__tuple__" in skeleton:
-        return tuple(decode(item, tensors) for item in skeleton["__tuple__"])
-    return {decode(key, tensors): decode(item, tensors) for key, item in skeleton["__dict__"]}
+        return tuple(_from_skeleton(item, tensors) for item in skeleton["__tuple__"])
+    return {_from_skeleton(key, tensors): _from_skeleton(item, tensors) for key, item in skeleton["__dict__"]}
 
 
 def save_safe(value: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
     """Write `value` atomically as one safetensors file (tensors + JSON skeleton)."""
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = encode(value, tensors)
+    skeleton = _to_skeleton(value, tensors)
     header = {SKELETON_KEY: json.dumps(skeleton), **(metadata or {})}
     return write_with(Path(path), lambda temporary: save_file(tensors, str(temporary), metadata=header))
 
@@ -81,7 +81,7 @@ def load_safe(path: Path, device: str = "cpu") -> Any:
         raise InputError(f"{path}: not a readable safetensors checkpoint ({error})") from None
     if SKELETON_KEY not in metadata:
         raise InputError(f"{path}: safetensors file without an astrovader skeleton")
-    return decode(json.loads(metadata[SKELETON_KEY]), tensors)
+    return _from_skeleton(json.loads(metadata[SKELETON_KEY]), tensors)
 
 
 class SafeCheckpointIO(CheckpointIO):
