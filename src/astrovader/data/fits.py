@@ -1,10 +1,12 @@
 """FITS, the one place that reads and writes it by hand: a complete file is a whole number of
-2880-byte blocks; the first 2-D (or band cube) image of a file; a single-HDU float32 image
-written without astropy's per-card validation (the simulator writes thousands a second)."""
+2880-byte blocks; the first 2-D (or band cube) image of a file; a float32 image stack streamed
+block by block (generated samples); a single-HDU float32 image written without astropy's
+per-card validation (the simulator writes thousands a second)."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,27 @@ def first_image(source: str | Path | bytes) -> np.ndarray:
     except Exception as error:  # noqa: BLE001 - astropy raises many kinds for bad files
         raise ImageError(f"unreadable FITS ({error.__class__.__name__}: {error})") from None
     raise ImageError("FITS file has no image data")
+
+
+def image_stream(path: Path, shape: tuple[int, ...], cards: list[tuple]
+                 ) -> tuple[Callable[[np.ndarray], None], Callable[[], None]]:
+    """(write, close) of a float32 FITS image of images (N, C, H, W) streamed in order, block by
+    block (astropy's StreamingHDU); a gray stack is a cube (N, H, W), colour keeps its band axis.
+    `cards`: header cards after the mandatory ones."""
+    from astropy.io import fits
+
+    cube = shape if shape[1] > 1 else (shape[0], *shape[2:])
+    header = fits.Header(
+        [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", len(cube))]
+        + [(f"NAXIS{axis + 1}", size) for axis, size in enumerate(reversed(cube))]  # fastest axis first
+        + [("EXTEND", True), *cards]
+    )
+    stream = fits.StreamingHDU(str(path), header)
+
+    def write(images: np.ndarray) -> None:
+        stream.write(np.ascontiguousarray(images.reshape(len(images), *cube[1:]), dtype=np.float32))
+
+    return write, stream.close
 
 
 def image_bytes(pixels: np.ndarray, cards: list[tuple[str, Any, str]]) -> bytes:

@@ -11,6 +11,7 @@ import numpy as np
 
 from astrovader.analysis.figures import save_figure
 from astrovader.atomic import atomic_path, write_with
+from astrovader.data import fits
 from astrovader.generate.figures import samples_figure
 from astrovader.generate.latents import DEFAULT_CHUNK, component_subset, iter_samples, require
 from astrovader.model.vade import VaDE
@@ -68,24 +69,13 @@ def _image_writer(stack: ExitStack, path: Path, shape: tuple[int, ...], settings
             array[start : start + len(images)] = images
 
         return write
-    from astropy.io import fits
-
-    # A gray cube (N, H, W); colour keeps its band axis (N, 3, H, W). FITS lists axes fastest first.
-    cube = shape if shape[1] > 1 else (shape[0], *shape[2:])
-    header = fits.Header(
-        [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", len(cube))]
-        + [(f"NAXIS{axis + 1}", size) for axis, size in enumerate(reversed(cube))]
-        + [("EXTEND", True), ("ORIGIN", "astrovader"), ("SEED", settings["seed"], "random seed"),
-           ("VARSCALE", settings["variance_scale"], "prior variance scale"),
-           ("COMMENT", "synthetic galaxies; component and z per image in the samples table")]
-    )
-    stream = fits.StreamingHDU(str(temporary), header)
-    stack.callback(stream.close)
-
-    def write(start: int, images: np.ndarray) -> None:
-        stream.write(np.ascontiguousarray(images.reshape(len(images), *cube[1:]), dtype=np.float32))
-
-    return write
+    write_images, close = fits.image_stream(temporary, shape, [
+        ("ORIGIN", "astrovader"), ("SEED", settings["seed"], "random seed"),
+        ("VARSCALE", settings["variance_scale"], "prior variance scale"),
+        ("COMMENT", "synthetic galaxies; component and z per image in the samples table"),
+    ])
+    stack.callback(close)
+    return lambda start, images: write_images(images)
 
 
 def _table_writer(stack: ExitStack, path: Path):
