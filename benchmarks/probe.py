@@ -11,7 +11,8 @@ field (data.* settings prepare their own cache first). Prints one JSON line per 
 NMI of the model's own components (once the prior exists) and, every 5 epochs, that of a
 full-covariance GaussianMixture refitted to mu_z of the training rows. The final record adds
 accuracy, NMI and ARI of the model and of the refits (diagonal, full), and, on the simulated
-galaxies, the NMI of the components against each truth attribute (analysis.truth). Records go
+galaxies, the NMI of the components against each truth attribute and the held-out R^2 of a
+linear read-out of each attribute from the features (analysis.truth). Records go
 to results/probes/<NAME>.json; benchmarks/README.md lists the probes run so far.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from lightning.pytorch.callbacks import Callback
+from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
 from astrovader.analysis.metrics import label_scores
@@ -88,8 +90,10 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     pixels = clustering.prepared_pixels(data, config, clustering.FULL)
     if method in clustering.PIXEL_BASELINES:
         result = clustering.run_pixel_baseline(method, pixels, data.classes, seed)
+        components = PCA(clustering.PCA_COMPONENTS[method], random_state=seed).fit(clustering.flat(pixels.train))
+        embedded = [components.transform(clustering.flat(part)) for part in (pixels.train, pixels.test)]
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
-                      {}, result["train_seconds"], [])
+                      {}, result["train_seconds"], [], embedded)
     watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
     with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:
         run = keep or Path(folder) / "run"
@@ -100,12 +104,15 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         mu_train, mu_test = model.transform(pixels.train), model.transform(pixels.test)
     refits = {f"refit_{covariance}": refit(mu_train, mu_test, data.classes, covariance, seed)
               for covariance in ("diag", "full")}
-    return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve)
+    return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve,
+                  [mu_train, mu_test])
 
 
 def scored(data: clustering.Dataset, method: str, seed: int, overrides: dict, config, pixels: clustering.Pixels,
-           clusters: np.ndarray, refits: dict, seconds: float, curve: list) -> dict:
-    """The probe's record: scores of the clusters (and of any refits), against the truth too."""
+           clusters: np.ndarray, refits: dict, seconds: float, curve: list, embedded: list) -> dict:
+    """The probe's record: scores of the clusters (and of any refits); on the simulated galaxies
+    also against each truth attribute, and what the features (mu_z, or the pixels' principal
+    components) tell of each attribute linearly."""
     scores = {"model": label_scores(pixels.test_labels, clusters)}
     scores |= {key: label_scores(pixels.test_labels, value) for key, value in refits.items()}
     record = {
@@ -114,10 +121,12 @@ def scored(data: clustering.Dataset, method: str, seed: int, overrides: dict, co
         "curve": curve, "config": config.to_dict(),
     }
     if data.name == "simulated":
-        from astrovader.analysis.truth import attribute_scores
+        from astrovader.analysis.truth import attribute_scores, linear_information
 
-        test_ids = Cache(pixels.cache).split("test")["id_str"].to_numpy()
-        record["truth"] = attribute_scores(clusters, test_ids, data.catalogue.parent / "truth.parquet")
+        cache, truth = Cache(pixels.cache), data.catalogue.parent / "truth.parquet"
+        train_ids, test_ids = (cache.split(part)["id_str"].to_numpy() for part in ("train", "test"))
+        record["truth"] = attribute_scores(clusters, test_ids, truth)
+        record["linear"] = linear_information(embedded[0], train_ids, embedded[1], test_ids, truth)
     return record
 
 
@@ -151,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     name = arguments.name or "-".join([arguments.dataset, arguments.method, f"seed{arguments.seed}",
                                        *(f"{key.split('.')[-1]}={value}" for key, value in overrides.items())])
     write_result(f"probes/{name}", record, echo=False)
-    print({"final": record["scores"], **({"truth": record["truth"]} if "truth" in record else {})})
+    print({"final": record["scores"], **{key: record[key] for key in ("truth", "linear") if key in record}})
     return 0
 
 
