@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
-from astrovader.analysis.metrics import label_scores
+from astrovader.analysis.metrics import label_scores, majority_capture
 from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
 from astrovader.predict import model_outputs
@@ -127,7 +127,21 @@ def scored(data: clustering.Dataset, method: str, seed: int, overrides: dict, co
         train_ids, test_ids = (cache.split(part)["id_str"].to_numpy() for part in ("train", "test"))
         record["truth"] = attribute_scores(clusters, test_ids, truth)
         record["linear"] = linear_information(embedded[0], train_ids, embedded[1], test_ids, truth)
+    if data.name == "gz1":
+        record["gz1"] = gz1_capture(data, pixels.test_labels, clusters)
     return record
+
+
+def gz1_capture(data: clustering.Dataset, labels: np.ndarray, clusters: np.ndarray) -> dict:
+    """Issue 20's GZ1 criteria: the share of edge-on galaxies in edge-on-majority components, and
+    the share of ellipticals a set of components at >= 90 % elliptical purity holds."""
+    from astrovader.data.catalogue import read_catalogue
+
+    names = read_catalogue(data.catalogue).drop_duplicates("gz1_class").set_index("gz1_class_name")["gz1_class"]
+    edge_on = majority_capture(labels, clusters, names["edge_on"])
+    elliptical = majority_capture(labels, clusters, names["elliptical"], min_purity=0.9)
+    return {"edge_on_in_edge_on_components": round(edge_on["completeness"], 4),
+            "ellipticals_at_90_percent_purity": round(elliptical["pure_completeness"], 4)}
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -160,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     name = arguments.name or "-".join([arguments.dataset, arguments.method, f"seed{arguments.seed}",
                                        *(f"{key.split('.')[-1]}={value}" for key, value in overrides.items())])
     write_result(f"probes/{name}", record, echo=False)
-    print({"final": record["scores"], **{key: record[key] for key in ("truth", "linear") if key in record}})
+    print({"final": record["scores"], **{key: record[key] for key in ("truth", "linear", "gz1") if key in record}})
     return 0
 
 

@@ -485,3 +485,19 @@ def test_linear_information_finds_what_features_encode_and_nothing_else(tmp_path
     assert scores["r2_snr"] > 0.99 and scores["r2_bulge_to_total"] > 0.99
     for absent in ("r2_flux_e", "r2_disk_axis_ratio", "r2_disk_hlr_arcsec", "r2_has_companion"):
         assert scores[absent] < 0.05, (absent, scores)
+
+
+def test_majority_capture_measures_how_components_gather_one_class():
+    from astrovader.analysis.metrics import majority_capture
+
+    # Components 0 and 1: edge-on majorities (9/10 and 6/10); component 2: mostly others.
+    labels = np.array(["edge"] * 9 + ["other"] + ["edge"] * 6 + ["other"] * 4 + ["edge"] * 5 + ["other"] * 15)
+    clusters = np.array([0] * 10 + [1] * 10 + [2] * 20)
+    scores = majority_capture(labels, clusters, "edge", min_purity=0.9)
+    assert scores["completeness"] == pytest.approx(15 / 20)
+    assert scores["majority_purity"] == pytest.approx(15 / 20)
+    assert scores["pure_completeness"] == pytest.approx(9 / 20)  # component 0 alone is >= 90 % pure
+    assert majority_capture(labels, clusters, "edge", min_purity=0.75)["pure_completeness"] == pytest.approx(15 / 20)
+    assert majority_capture(labels, clusters, "edge", min_purity=0.95)["pure_completeness"] == 0.0
+    with pytest.raises(ValueError, match="'spiral' not among"):
+        majority_capture(labels, clusters, "spiral")
