@@ -28,12 +28,12 @@ import numpy as np
 import yaml
 from lightning.pytorch.callbacks import Callback
 from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture
 
 from astrovader.analysis.metrics import label_scores, majority_capture
 from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
 from astrovader.predict import model_outputs
+from astrovader.train.gmm import fit_gmm
 from astrovader.train.run import train_run
 from benchmarks import clustering
 from benchmarks.common import write_result
@@ -55,8 +55,7 @@ def dataset(name: str) -> clustering.Dataset:
 
 def refit(mu_train: np.ndarray, mu_test: np.ndarray, classes: int, covariance: str, seed: int) -> np.ndarray:
     """Components of a GaussianMixture fitted to training mu_z (as ClustPy's VaDE predicts)."""
-    mixture = GaussianMixture(classes, covariance_type=covariance, n_init=3, random_state=seed, reg_covar=1e-6)
-    return mixture.fit(mu_train).predict(mu_test)
+    return fit_gmm(mu_train, classes, seed, covariance, restarts=3).predict(np.asarray(mu_test, dtype=np.float64))
 
 
 class Watch(Callback):
