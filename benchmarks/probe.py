@@ -11,7 +11,8 @@ field (data.* settings prepare their own cache first). Prints one JSON line per 
 NMI of the model's own components (once the prior exists) and, every 5 epochs, that of a
 full-covariance GaussianMixture refitted to mu_z of the training rows. The final record adds
 accuracy, NMI and ARI of the model and of the refits (diagonal, full), and, on the simulated
-galaxies, the NMI of the components against each truth attribute (analysis.truth). Records go
+galaxies, the NMI of the components against each truth attribute and the held-out R^2 of a
+linear read-out of each attribute from the features (analysis.truth). Records go
 to results/probes/<NAME>.json; benchmarks/README.md lists the probes run so far.
 """
 
@@ -26,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 from lightning.pytorch.callbacks import Callback
-from sklearn.mixture import GaussianMixture
+from sklearn.decomposition import PCA
 
-from astrovader.analysis.metrics import label_scores
+from astrovader.analysis.metrics import label_scores, majority_capture
 from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
 from astrovader.model.inference import model_outputs
+from astrovader.train.gmm import fit_gmm
 from astrovader.train.run import train_run
 from benchmarks.clustering import datasets, methods
 from benchmarks.common import write_result
@@ -53,8 +55,7 @@ def dataset(name: str) -> datasets.Dataset:
 
 def refit(mu_train: np.ndarray, mu_test: np.ndarray, classes: int, covariance: str, seed: int) -> np.ndarray:
     """Components of a GaussianMixture fitted to training mu_z (as ClustPy's VaDE predicts)."""
-    mixture = GaussianMixture(classes, covariance_type=covariance, n_init=3, random_state=seed, reg_covar=1e-6)
-    return mixture.fit(mu_train).predict(mu_test)
+    return fit_gmm(mu_train, classes, seed, covariance, restarts=3).predict(np.asarray(mu_test, dtype=np.float64))
 
 
 class Watch(Callback):
@@ -88,8 +89,10 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     pixels = datasets.prepared_pixels(data, config, datasets.FULL)
     if method in methods.PIXEL_BASELINES:
         result = methods.run_pixel_baseline(method, pixels, data.classes, seed)
+        components = PCA(methods.PCA_COMPONENTS[method], random_state=seed).fit(methods.flat(pixels.train))
+        embedded = [components.transform(methods.flat(part)) for part in (pixels.train, pixels.test)]
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
-                      {}, result["train_seconds"], [])
+                      {}, result["train_seconds"], [], embedded)
     watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
     with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:
         run = keep or Path(folder) / "run"
@@ -100,12 +103,15 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         mu_train, mu_test = model.transform(pixels.train), model.transform(pixels.test)
     refits = {f"refit_{covariance}": refit(mu_train, mu_test, data.classes, covariance, seed)
               for covariance in ("diag", "full")}
-    return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve)
+    return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve,
+                  [mu_train, mu_test])
 
 
 def scored(data: datasets.Dataset, method: str, seed: int, overrides: dict, config, pixels: datasets.Pixels,
-           clusters: np.ndarray, refits: dict, seconds: float, curve: list) -> dict:
-    """The probe's record: scores of the clusters (and of any refits), against the truth too."""
+           clusters: np.ndarray, refits: dict, seconds: float, curve: list, embedded: list) -> dict:
+    """The probe's record: scores of the clusters (and of any refits); on the simulated galaxies
+    also against each truth attribute, and what the features (mu_z, or the pixels' principal
+    components) tell of each attribute linearly."""
     scores = {"model": label_scores(pixels.test_labels, clusters)}
     scores |= {key: label_scores(pixels.test_labels, value) for key, value in refits.items()}
     record = {
@@ -114,11 +120,27 @@ def scored(data: datasets.Dataset, method: str, seed: int, overrides: dict, conf
         "curve": curve, "config": config.to_dict(),
     }
     if data.name == "simulated":
-        from astrovader.analysis.truth import attribute_scores
+        from astrovader.analysis.truth import attribute_scores, linear_information
 
-        test_ids = Cache(pixels.cache).split("test")["id_str"].to_numpy()
-        record["truth"] = attribute_scores(clusters, test_ids, data.catalogue.parent / "truth.parquet")
+        cache, truth = Cache(pixels.cache), data.catalogue.parent / "truth.parquet"
+        train_ids, test_ids = (cache.split(part)["id_str"].to_numpy() for part in ("train", "test"))
+        record["truth"] = attribute_scores(clusters, test_ids, truth)
+        record["linear"] = linear_information(embedded[0], train_ids, embedded[1], test_ids, truth)
+    if data.name == "gz1":
+        record["gz1"] = gz1_capture(data, pixels.test_labels, clusters)
     return record
+
+
+def gz1_capture(data: datasets.Dataset, labels: np.ndarray, clusters: np.ndarray) -> dict:
+    """Issue 20's GZ1 criteria: the share of edge-on galaxies in edge-on-majority components, and
+    the share of ellipticals a set of components at >= 90 % elliptical purity holds."""
+    from astrovader.data.catalogue import read_catalogue
+
+    names = read_catalogue(data.catalogue).drop_duplicates("gz1_class").set_index("gz1_class_name")["gz1_class"]
+    edge_on = majority_capture(labels, clusters, names["edge_on"])
+    elliptical = majority_capture(labels, clusters, names["elliptical"], min_purity=0.9)
+    return {"edge_on_in_edge_on_components": round(edge_on["completeness"], 4),
+            "ellipticals_at_90_percent_purity": round(elliptical["pure_completeness"], 4)}
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -151,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     name = arguments.name or "-".join([arguments.dataset, arguments.method, f"seed{arguments.seed}",
                                        *(f"{key.split('.')[-1]}={value}" for key, value in overrides.items())])
     write_result(f"probes/{name}", record, echo=False)
-    print({"final": record["scores"], **({"truth": record["truth"]} if "truth" in record else {})})
+    print({"final": record["scores"], **{key: record[key] for key in ("truth", "linear", "gz1") if key in record}})
     return 0
 
 

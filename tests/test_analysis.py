@@ -464,3 +464,40 @@ def test_components_are_scored_against_each_truth_attribute(tmp_path):
     assert sorted(means["bulge_to_total"].round(3).tolist()) == [0.2, 0.2, 0.8]
     with pytest.raises(InputError, match="no truth for 1 object"):
         attribute_scores(by_morphology, np.append(ids[:-1], "stranger"), tmp_path / "truth.parquet")
+
+
+def test_linear_information_finds_what_features_encode_and_nothing_else(tmp_path):
+    from astrovader.analysis.truth import LINEAR, linear_information
+
+    rng = np.random.default_rng(1)
+    n = 800
+    truth = pd.DataFrame({
+        "id_str": [f"g{i}" for i in range(n)], "snr": rng.lognormal(4, 1, n), "flux_e": rng.lognormal(9, 1, n),
+        "bulge_to_total": rng.random(n), "disk_axis_ratio": rng.uniform(0.1, 1, n),
+        "disk_hlr_arcsec": rng.lognormal(0, 0.5, n), "has_companion": rng.random(n) < 0.3,
+    })
+    truth.to_parquet(tmp_path / "truth.parquet")
+    # Features that carry log S/N and B/T (plus noise dimensions), nothing of the rest.
+    features = np.column_stack([np.log(truth["snr"]), truth["bulge_to_total"], rng.normal(size=(n, 3))])
+    ids = truth["id_str"].to_numpy()
+    scores = linear_information(features[:600], ids[:600], features[600:], ids[600:], tmp_path / "truth.parquet")
+    assert set(scores) == {f"r2_{column}" for column in LINEAR}
+    assert scores["r2_snr"] > 0.99 and scores["r2_bulge_to_total"] > 0.99
+    for absent in ("r2_flux_e", "r2_disk_axis_ratio", "r2_disk_hlr_arcsec", "r2_has_companion"):
+        assert scores[absent] < 0.05, (absent, scores)
+
+
+def test_majority_capture_measures_how_components_gather_one_class():
+    from astrovader.analysis.metrics import majority_capture
+
+    # Components 0 and 1: edge-on majorities (9/10 and 6/10); component 2: mostly others.
+    labels = np.array(["edge"] * 9 + ["other"] + ["edge"] * 6 + ["other"] * 4 + ["edge"] * 5 + ["other"] * 15)
+    clusters = np.array([0] * 10 + [1] * 10 + [2] * 20)
+    scores = majority_capture(labels, clusters, "edge", min_purity=0.9)
+    assert scores["completeness"] == pytest.approx(15 / 20)
+    assert scores["majority_purity"] == pytest.approx(15 / 20)
+    assert scores["pure_completeness"] == pytest.approx(9 / 20)  # component 0 alone is >= 90 % pure
+    assert majority_capture(labels, clusters, "edge", min_purity=0.75)["pure_completeness"] == pytest.approx(15 / 20)
+    assert majority_capture(labels, clusters, "edge", min_purity=0.95)["pure_completeness"] == 0.0
+    with pytest.raises(ValueError, match="'spiral' not among"):
+        majority_capture(labels, clusters, "spiral")

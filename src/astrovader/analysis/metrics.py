@@ -100,3 +100,24 @@ def class_best_components(labels: np.ndarray, clusters: np.ndarray, min_size: in
         "component_size": sizes[best].to_numpy(),
         "completeness": [table.loc[name, component] / class_sizes[name] for name, component in best.items()],
     })
+
+
+def majority_capture(labels: np.ndarray, clusters: np.ndarray, wanted, min_purity: float = 0.9) -> dict[str, float]:
+    """How components gather one class (issue 20's GZ1 criteria): the share of the class that
+    falls in components where it is the majority (`completeness`, with those components' purity
+    `majority_purity`); and, taking the class's components purest first while their members
+    stay at least `min_purity` of the class, the largest share of it such a set holds
+    (`pure_completeness`, 0 when no component is that pure)."""
+    table = contingency(labels, clusters)
+    if wanted not in table.index:
+        raise ValueError(f"class {wanted!r} not among the labels")
+    members, sizes = table.loc[wanted], table.sum(axis=0)
+    majority = table.idxmax(axis=0) == wanted
+    completeness = float(members[majority].sum() / members.sum())
+    majority_purity = float(members[majority].sum() / sizes[majority].sum()) if majority.any() else 0.0
+    order = (members / sizes).sort_values(ascending=False).index
+    held, total, pure_completeness = np.cumsum(members[order]), np.cumsum(sizes[order]), 0.0
+    pure = (held / total).to_numpy() >= min_purity
+    if pure.any():
+        pure_completeness = float(held.to_numpy()[np.flatnonzero(pure).max()] / members.sum())
+    return {"completeness": completeness, "majority_purity": majority_purity, "pure_completeness": pure_completeness}

@@ -4,7 +4,8 @@ attribute: what the clusters follow, and what they should not.
 Wanted high: the NMI against the morphology class (bulge-dominated, disk face-on, disk edge-on)
 and against has-companion. Wanted low (a component that encodes them is a defect): the NMI
 against the S/N, the flux and the position angle, each binned in deciles (position angle: ten
-18-degree bins, it is uniform). Also each component's mean of every numeric attribute.
+18-degree bins, it is uniform). Also each component's mean of every numeric attribute, and
+what any features (pixels' principal components, an embedding) tell of each attribute linearly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from astrovader.errors import InputError
 WANTED = {"morphology": "morphology", "has_companion": "has_companion"}
 UNWANTED = {"snr": "snr", "flux": "flux_e", "position_angle": "position_angle_deg"}
 BINS = 10
+# Attribute -> transform, for the linear read-out: sizes, fluxes and S/N span decades (logs).
+LINEAR = {"snr": np.log, "flux_e": np.log, "bulge_to_total": None, "disk_axis_ratio": None,
+          "disk_hlr_arcsec": np.log, "has_companion": None}
 MEANS = ("bulge_to_total", "sersic_n", "disk_axis_ratio", "inclination_deg", "disk_hlr_arcsec", "snr", "flux_e",
          "n_companions", "psf_fwhm_arcsec")
 
@@ -70,3 +74,23 @@ def component_means(components: np.ndarray, ids: np.ndarray, truth_path: str | P
         if column in truth:
             table[column] = groups[column].mean()
     return table
+
+
+def linear_information(train_features: np.ndarray, train_ids: np.ndarray, test_features: np.ndarray,
+                       test_ids: np.ndarray, truth_path: str | Path) -> dict[str, float]:
+    """Held-out R^2 of a ridge regression from the features to each LINEAR attribute: how much of
+    it a linear read-out finds (wanted for morphology and companions, a defect for S/N and
+    flux). 0 or below: nothing."""
+    from sklearn.linear_model import Ridge
+
+    train, test = read_truth(truth_path, train_ids), read_truth(truth_path, test_ids)
+    scores = {}
+    for column in LINEAR:
+        fitted = Ridge(alpha=1e-3).fit(train_features, _linear_target(train, column))
+        scores[f"r2_{column}"] = round(float(fitted.score(test_features, _linear_target(test, column))), 4)
+    return scores
+
+
+def _linear_target(truth: pd.DataFrame, column: str) -> np.ndarray:
+    values = truth[column].to_numpy(dtype=float)
+    return values if LINEAR[column] is None else LINEAR[column](values)
