@@ -29,13 +29,13 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 from sklearn.decomposition import PCA
 
-from astrovader.analysis.metrics import label_scores, majority_capture
+from astrovader.analysis.metrics import label_scores
 from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
 from astrovader.model.inference import model_outputs
 from astrovader.train.gmm import fit_gmm
 from astrovader.train.run import train_run
-from benchmarks.clustering import datasets, methods
+from benchmarks.clustering import datasets, methods, records
 from benchmarks.common import write_result
 
 REFIT_EVERY = 5
@@ -127,20 +127,8 @@ def scored(data: datasets.Dataset, method: str, seed: int, overrides: dict, conf
         record["truth"] = attribute_scores(clusters, test_ids, truth)
         record["linear"] = linear_information(embedded[0], train_ids, embedded[1], test_ids, truth)
     if data.name == "gz1":
-        record["gz1"] = gz1_capture(data, pixels.test_labels, clusters)
+        record["gz1"] = records.gz1_capture(data, pixels.test_labels, clusters)
     return record
-
-
-def gz1_capture(data: datasets.Dataset, labels: np.ndarray, clusters: np.ndarray) -> dict:
-    """Issue 20's GZ1 criteria: the share of edge-on galaxies in edge-on-majority components, and
-    the share of ellipticals a set of components at >= 90 % elliptical purity holds."""
-    from astrovader.data.catalogue import read_catalogue
-
-    names = read_catalogue(data.catalogue).drop_duplicates("gz1_class").set_index("gz1_class_name")["gz1_class"]
-    edge_on = majority_capture(labels, clusters, names["edge_on"])
-    elliptical = majority_capture(labels, clusters, names["elliptical"], min_purity=0.9)
-    return {"edge_on_in_edge_on_components": round(edge_on["completeness"], 4),
-            "ellipticals_at_90_percent_purity": round(elliptical["pure_completeness"], 4)}
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -219,3 +219,24 @@ def test_each_two_stage_baseline_shares_its_vade_network(tmp_path):
         assert (ours.train.method, theirs.train.method) == ("vade", "two_stage")
         assert theirs.model == ours.model and theirs.data == ours.data
     assert dataset.method_config("two-stage-mlp").model.backbone == "mlp"
+
+
+def test_gz1_criteria_and_their_table(tmp_path):
+    import pandas as pd
+
+    catalogue = tmp_path / "catalog.csv"
+    names = ["elliptical", "spiral_cw", "edge_on"]
+    pd.DataFrame({"id_str": ["a", "b", "c"], "file_loc": ["a.png", "b.png", "c.png"], "gz1_class": [0, 1, 3],
+                  "gz1_class_name": names}).to_csv(catalogue, index=False)
+    gz1 = datasets.Dataset("gz1", catalogue, "gz1_class", Config.from_preset("tiny"))
+    # Component 0: 19 ellipticals + 1 edge-on (95 % pure); component 1: 6 edge-on + 4 ellipticals.
+    labels = np.array([0] * 19 + [3] + [3] * 6 + [0] * 4)
+    clusters = np.array([0] * 20 + [1] * 10)
+    found = records.gz1_capture(gz1, labels, clusters)
+    assert found == {"edge_on_in_edge_on_components": round(6 / 7, 4), "ellipticals_at_90_percent_purity": round(19 / 23, 4)}
+    runs = {"vade-conv": [{"criteria": found}, {"criteria": {key: 0.0 for key in found}}], "kmeans-pca": [{}]}
+    table = tables.criteria_table(runs)
+    assert table[0] == "| Method | edge on in edge on components | ellipticals at 90 percent purity |"
+    assert table[2] == "| vade-conv | 0.429 [0.000, 0.857] | 0.413 [0.000, 0.826] |"
+    assert len(table) == 4  # kmeans-pca has no criteria: no row
+    assert tables.criteria_table({"vade-conv": [{"criteria": {}}]}) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrovader.analysis.metrics import label_scores
+from astrovader.analysis.metrics import label_scores, majority_capture
 from astrovader.atomic import read_json
 from benchmarks import clustpy_runner
 from benchmarks.clustering.datasets import Budget, Dataset, Pixels, fingerprint, prepared_pixels
@@ -17,6 +17,7 @@ from benchmarks.clustering.methods import (
     OURS, PIXEL_BASELINES, flat, full_epoch_count, run_config, run_ours, run_pixel_baseline, time_to_final,
 )
 from benchmarks.common import RESULTS, write_result
+
 
 def run_record(dataset: Dataset, method: str, seed: int, budget: Budget, pixels: Pixels) -> dict:
     """Train and score one (dataset, method, seed); the JSON-able record."""
@@ -47,7 +48,37 @@ def run_record(dataset: Dataset, method: str, seed: int, budget: Budget, pixels:
         "wall_seconds": round(time.perf_counter() - started, 3),
         "work": train_images * epochs, "full_work": pixels.full_train_rows * full_epochs,
         "details": result.get("details", {}), "config": config.to_dict(),
+        "criteria": criteria(dataset, pixels, result["clusters"]),
     }
+
+
+def criteria(dataset: Dataset, pixels: Pixels, clusters: np.ndarray) -> dict[str, float]:
+    """Issue 20's criteria where the data set allows them: on the simulated galaxies the NMI of
+    the components against the truth's morphology, companions, S/N and position angle; on GZ1
+    the share of edge-on galaxies in edge-on-majority components and of ellipticals that
+    components at >= 90 % elliptical purity hold. Empty elsewhere."""
+    if dataset.name == "simulated":
+        from astrovader.analysis.truth import attribute_scores
+        from astrovader.data.cache import Cache
+
+        test_ids = Cache(pixels.cache).split("test")["id_str"].to_numpy()
+        scores = attribute_scores(clusters, test_ids, dataset.catalogue.parent / "truth.parquet")
+        return {name: scores[name] for name in ("nmi_morphology", "nmi_has_companion", "nmi_snr", "nmi_position_angle")}
+    if dataset.name == "gz1":
+        return gz1_capture(dataset, pixels.test_labels, clusters)
+    return {}
+
+
+def gz1_capture(dataset: Dataset, labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    """Issue 20's GZ1 criteria (`analysis.metrics.majority_capture`), class codes read from the
+    catalogue's gz1_class / gz1_class_name pairs."""
+    from astrovader.data.catalogue import read_catalogue
+
+    names = read_catalogue(dataset.catalogue).drop_duplicates("gz1_class").set_index("gz1_class_name")["gz1_class"]
+    edge_on = majority_capture(labels, clusters, names["edge_on"])
+    elliptical = majority_capture(labels, clusters, names["elliptical"], min_purity=0.9)
+    return {"edge_on_in_edge_on_components": round(edge_on["completeness"], 4),
+            "ellipticals_at_90_percent_purity": round(elliptical["pure_completeness"], 4)}
 
 
 def largest_class_share(labels: np.ndarray) -> float:

@@ -47,13 +47,29 @@ def summary_table(records: list[dict], budget: Budget, failures: list[str] = ())
                 spread([run["train_seconds"] for run in runs], "{:.0f}"),
                 spread([run["time_to_final"]["seconds"] for run in runs], "{:.0f}"),
             ]) + " |")
-        lines.append("")
+        lines += ["", *criteria_table(methods)]
     if failures:
         lines += ["## Failed runs", "", *[f"- {failure}" for failure in failures], ""]
     lines += machines_section(records)
     if budget.name == "quick" and records:
         lines += [full_run_estimate(records), ""]
     return "\n".join(lines)
+
+
+def criteria_table(methods: dict[str, list[dict]]) -> list[str]:
+    """Issue 20's criteria per method (`records.criteria`), median [min, max] over seeds; none
+    when no record of the data set has them (other data sets, records made before)."""
+    names = next((list(run["criteria"]) for runs in methods.values() for run in runs if run.get("criteria")), [])
+    if not names:
+        return []
+    lines = ["| Method | " + " | ".join(name.replace("_", " ") for name in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for method in sorted(methods, key=METHODS.index):
+        runs = [run for run in methods[method] if run.get("criteria")]
+        if runs:
+            lines.append(f"| {method} | " + " | ".join(
+                spread([run["criteria"][name] for run in runs], "{:.3f}") for name in names) + " |")
+    return [*lines, ""]
 
 
 def largest_class_sentence(record: dict) -> str:
