@@ -129,3 +129,20 @@ def test_bad_options_are_one_line_errors(blob_cache, tiny_config, tmp_path):
     with pytest.raises(InputError, match="--storage"):
         tune(blob_cache, tmp_path, tiny_config, trials=1, storage="nosuchdb://nowhere")
     assert not list(tmp_path.glob("trial-*"))  # nothing trained
+
+
+def test_the_nmi_objective_without_labels_is_a_one_line_error(tmp_path):
+    import pandas as pd
+
+    from astrovader.train.tune import Scorer
+
+    class Unlabelled:  # the part of a Cache the scorer reads: an index with a validation split, no labels
+        folder = tmp_path / "cache"
+        index = pd.DataFrame({"id_str": ["a", "b"], "row": [0, 1], "split": ["validation", "train"],
+                              "label": [None, None]})
+
+        def split(self, name):
+            return self.index[self.index["split"] == name]
+
+    with pytest.raises(InputError, match=r"cache: --objective nmi needs labels, but the cache index has no label"):
+        Scorer("nmi", Unlabelled())
