@@ -116,8 +116,7 @@ def majority_capture(labels: np.ndarray, clusters: np.ndarray, wanted, min_purit
     completeness = float(members[majority].sum() / members.sum())
     majority_purity = float(members[majority].sum() / sizes[majority].sum()) if majority.any() else 0.0
     order = (members / sizes).sort_values(ascending=False).index
-    held, total, pure_completeness = np.cumsum(members[order]), np.cumsum(sizes[order]), 0.0
-    pure = (held / total).to_numpy() >= min_purity
-    if pure.any():
-        pure_completeness = float(held.to_numpy()[np.flatnonzero(pure).max()] / members.sum())
+    held, total = members[order].cumsum().to_numpy(), sizes[order].cumsum().to_numpy()
+    pure = np.flatnonzero(held / total >= min_purity)  # purest first: the pure sets are a prefix
+    pure_completeness = float(held[pure.max()] / members.sum()) if pure.size else 0.0
     return {"completeness": completeness, "majority_purity": majority_purity, "pure_completeness": pure_completeness}
