@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 from lightning.pytorch.callbacks import Callback
-from sklearn.decomposition import PCA
 
 from astrovader.analysis.metrics import label_scores
 from astrovader.data.cache import Cache
@@ -89,10 +88,8 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     pixels = datasets.prepared_pixels(data, config, datasets.FULL)
     if method in methods.PIXEL_BASELINES:
         result = methods.run_pixel_baseline(method, pixels, data.classes, seed)
-        components = PCA(methods.PCA_COMPONENTS[method], random_state=seed).fit(methods.flat(pixels.train))
-        embedded = [components.transform(methods.flat(part)) for part in (pixels.train, pixels.test)]
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
-                      {}, result["train_seconds"], [], embedded)
+                      {}, result["train_seconds"], [], result["embedded"])
     watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
     with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:
         run = keep or Path(folder) / "run"

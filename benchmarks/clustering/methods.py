@@ -82,7 +82,8 @@ def run_ours(config: Config, pixels: Pixels) -> dict:
 def run_pixel_baseline(method: str, pixels: Pixels, classes: int, seed: int) -> dict:
     """A one-second baseline on the pixels: the first PCA_COMPONENTS principal components, then
     k-means (`kmeans-pca`) or a diagonal / full-covariance GaussianMixture (`pca-gmm`,
-    `pca-gmm-full`), each the best of 10 starts."""
+    `pca-gmm-full`), each the best of 10 starts. Also the principal components of the training
+    and test pixels (`embedded`), the features the clusters were found in."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
@@ -99,7 +100,9 @@ def run_pixel_baseline(method: str, pixels: Pixels, classes: int, seed: int) -> 
     started = time.perf_counter()
     pipeline.fit(train)
     seconds = time.perf_counter() - started
-    return {"clusters": pipeline.predict(test), "train_seconds": seconds, "curve": [], "epochs": 1}
+    projection = pipeline[0]
+    return {"clusters": pipeline.predict(test), "train_seconds": seconds, "curve": [], "epochs": 1,
+            "embedded": [projection.transform(train), projection.transform(test)]}
 
 
 def flat(pixels: np.ndarray) -> np.ndarray:
