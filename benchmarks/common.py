@@ -1,7 +1,8 @@
-"""Shared benchmark helpers: the machine's matmul peak, timing loops, and JSON results.
+"""Shared benchmark helpers: the default allocator, timing loops, FLOP counts and JSON results.
 
-Every throughput is reported in images/s and as a fraction of the matmul peak measured in the
-same run, so numbers from different machines can be compared.
+Every throughput is reported in images/s and as a fraction of the machine's peak
+(`benchmarks.peak`, one record shared by every script), so numbers from different machines can
+be compared.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # ASTROVADER_BENCHMARK_RESULTS moves the results elsewhere (the tests use it to leave
@@ -27,16 +28,12 @@ def result_name(name: str, quick: bool) -> str:
     return f"{QUICK}/{name}" if quick else name
 
 
-def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:
-    """Sustained GFLOP/s of a square matmul on this machine's CPU threads."""
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
-    a @ b  # warm-up: thread pools, caches
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds or count < 2:
-        a @ b
-        count += 1
-    return 2 * size**3 * count / (time.perf_counter() - started) / 1e9
+def fast_allocator(module: str) -> None:
+    """Re-run `python -m module` with the fast allocator the CLI uses (`astrovader.hardware`), so a
+    benchmark times the default path; ASTROVADER_ALLOCATOR=system keeps the system one."""
+    from astrovader.hardware import reexec_with_allocator
+
+    reexec_with_allocator(sys.argv[1:], module)
 
 
 def rate(step: Callable[[], object], items_per_step: int, seconds: float = 5.0, warmup: int = 2) -> float:

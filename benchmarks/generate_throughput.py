@@ -1,6 +1,6 @@
 """Generation throughput: synthetic images/s (c ~ Cat(pi), z ~ N(mu_c, sigma_c^2), decode in the
 fixed blocks that make the output independent of the chunk size) for the cpu and paper networks
-at 64 and 128 px, as a fraction of the machine's matmul peak measured in the same run; and the
+at 64 and 128 px, as a fraction of the machine's peak (`benchmarks.peak`); and the
 same end to end, streamed to .npy + Parquet.
 
     python -m benchmarks.generate_throughput [--quick]
@@ -25,11 +25,11 @@ from astrovader.generate.writers import write_samples
 from astrovader.hardware import choose_precision
 from astrovader.model.inference import BLOCK, decode
 from astrovader.model.vade import VaDE
-from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
+from benchmarks.common import fast_allocator, flops_per_item, rate, result_name, write_result
+from benchmarks.peak import fraction, machine_peak
 
 SETTINGS = [("cpu", 64), ("cpu", 128), ("paper", 64), ("paper", 128)]
 PAPER_IMAGES_PER_SECOND = 300_000 / 60  # three V100s, 128 px
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def generator_model(preset: str, size: int, precision: str) -> VaDE:
@@ -51,40 +51,50 @@ def measure(preset: str, size: int, precision: str, peak: float, seconds: float,
     return {
         "preset": preset, "size": size, "precision": precision, "images_per_step": images,
         "images_per_second": round(images_per_second, 1), "gflop_per_image": round(flops / 1e9, 3),
-        "achieved_gflops": round(achieved, 1), "fraction_of_peak": round(achieved / peak, 3),
+        "achieved_gflops": round(achieved, 1), "fraction_of_peak": fraction(achieved, peak),
         "fraction_of_paper_3xV100": round(images_per_second / PAPER_IMAGES_PER_SECOND, 4) if size == 128 else None,
     }
 
 
 def streamed(preset: str, size: int, precision: str, count: int) -> dict:
-    """Images/s of `write_samples` (decode + .npy memory map + Parquet + PNG grids), once."""
+    """Images/s of `write_samples` (decode + .npy memory map + Parquet + PNG grids) and of the
+    model alone on the same `count` images (`sample_images`, the arrays kept in memory), side by
+    side: the stream's share of the model-only rate."""
     model = generator_model(preset, size, precision)
+    sample_images(model, BLOCK, seed=0)  # warm-up
+    started = time.perf_counter()
+    sample_images(model, count, seed=0)
+    model_seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         write_samples(model, folder, count, seed=0)
         seconds = time.perf_counter() - started
     return {"preset": preset, "size": size, "precision": precision, "images": count,
-            "seconds": round(seconds, 2), "images_per_second": round(count / seconds, 1)}
+            "seconds": round(seconds, 2), "images_per_second": round(count / seconds, 1),
+            "model_images_per_second": round(count / model_seconds, 1),
+            "fraction_of_model_rate": round(model_seconds / seconds, 3)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short timings and a small streamed run")
     arguments = parser.parse_args()
+    fast_allocator("benchmarks.generate_throughput")
     seconds, images, stream_count = (1.0, BLOCK, 2 * BLOCK) if arguments.quick else (10.0, 4 * BLOCK, 50 * BLOCK)
     precision = choose_precision("auto", "cpu")
-    peak = matmul_peak_gflops(DTYPES[precision], seconds=1.0 if arguments.quick else 3.0)
+    peak = machine_peak(arguments.quick)[precision]
     runs = []
     for preset, size in SETTINGS:
         run = measure(preset, size, precision, peak, seconds, images)
         runs.append(run)
         print(f"{preset:6s} {size:3d} px {precision}: {run['images_per_second']:8.1f} img/s, "
-              f"{run['gflop_per_image']:.3f} GFLOP/img, {run['fraction_of_peak']:.0%} of the {precision} matmul peak",
+              f"{run['gflop_per_image']:.3f} GFLOP/img, {run['fraction_of_peak']:.0%} of the {precision} peak",
               flush=True)
     stream = streamed("cpu", 64, precision, stream_count)
-    print(f"cpu     64 px streamed to .npy + Parquet: {stream['images_per_second']:.1f} img/s", flush=True)
+    print(f"cpu     64 px streamed to .npy + Parquet: {stream['images_per_second']:.1f} img/s, "
+          f"{stream['fraction_of_model_rate']:.0%} of the model alone on the same images", flush=True)
     write_result(result_name("generate_throughput", arguments.quick), {
-        "quick": arguments.quick, "matmul_peak_gflops": round(peak, 1), "precision": precision,
+        "quick": arguments.quick, "peak_gflops": peak, "precision": precision,
         "paper_images_per_second_3xV100": PAPER_IMAGES_PER_SECOND, "runs": runs, "streamed": stream,
     })
 

@@ -1,5 +1,5 @@
 """Prediction throughput: images/s of the cluster catalogue for the paper (128 px) and cpu (64 px)
-networks, as a fraction of the machine's matmul peak measured in the same run, and the wall
+networks, as a fraction of the machine's peak (`benchmarks.peak`), and the wall
 time this machine would need for 10^6 and 10^8 galaxies.
 
     python -m benchmarks.predict_throughput [--quick]
@@ -31,11 +31,11 @@ from astrovader.model.inference import BLOCK, model_outputs
 from astrovader.model.io import save_model
 from astrovader.model.vade import VaDE
 from astrovader.predict import predict_catalogue
-from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
+from benchmarks.common import fast_allocator, flops_per_item, rate, result_name, write_result
+from benchmarks.peak import fraction, machine_peak
 
 SETTINGS = [("cpu", 64), ("paper", 128)]
 IMAGES = {64: (512, 4096), 128: (192, 1024)}  # end-to-end images by size: (--quick, full)
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PAPER_HOURS_FOR_1E8 = 7.0
 
 
@@ -83,7 +83,7 @@ def measure(preset: str, size: int, precision: str, peak: float, seconds: float,
     return {
         "preset": preset, "size": size, "precision": precision, "threads": torch.get_num_threads(),
         "gflop_per_image": round(flops / 1e9, 3), "model_images_per_second": round(model_rate, 1),
-        "achieved_gflops": round(achieved, 1), "fraction_of_peak": round(achieved / peak, 3),
+        "achieved_gflops": round(achieved, 1), "fraction_of_peak": fraction(achieved, peak),
         "end_to_end": pipeline,
         "hours_for_1e6": round(1e6 / per_second / 3600, 2), "hours_for_1e8": round(1e8 / per_second / 3600, 1),
         "nodes_like_this_for_1e8_in_7_hours": math.ceil(1e8 / per_second / 3600 / PAPER_HOURS_FOR_1E8),
@@ -94,19 +94,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short timings on few images")
     arguments = parser.parse_args()
+    fast_allocator("benchmarks.predict_throughput")
     seconds = 2.0 if arguments.quick else 10.0
     precision = choose_precision("auto", "cpu")
-    peak = matmul_peak_gflops(DTYPES[precision], seconds=1.0 if arguments.quick else 3.0)
+    peak = machine_peak(arguments.quick)[precision]
     runs = []
     for preset, size in SETTINGS:
         run = measure(preset, size, precision, peak, seconds, IMAGES[size][0 if arguments.quick else 1])
         runs.append(run)
         print(f"{preset:6s} {size:3d} px {precision}: model {run['model_images_per_second']:7.1f} img/s "
-              f"({run['fraction_of_peak']:.0%} of the matmul peak), end to end "
+              f"({run['fraction_of_peak']:.0%} of the peak), end to end "
               f"{run['end_to_end']['images_per_second']:7.1f} img/s; 10^8 galaxies: {run['hours_for_1e8']:,} h on "
               f"this machine, {run['nodes_like_this_for_1e8_in_7_hours']:,} such nodes for 7 h", flush=True)
     write_result(result_name("predict_throughput", arguments.quick), {
-        "matmul_peak_gflops": round(peak, 1), "precision": precision, "quick": arguments.quick, "runs": runs,
+        "peak_gflops": peak, "precision": precision, "quick": arguments.quick, "runs": runs,
     })
 
 

@@ -1,5 +1,5 @@
 """Report speed: wall time of `astrovader report` per section on real galaxies, the encoding rate
-in images/s and as a fraction of the machine's matmul peak measured in the same run.
+in images/s and as a fraction of the machine's peak (`benchmarks.peak`).
 
     python -m benchmarks.report_throughput [--quick]
 
@@ -31,10 +31,10 @@ from astrovader.model.vade import VaDE
 from astrovader.report import ReportOptions, build_report
 from astrovader.report.sections import SECTIONS
 from astrovader.runs import RunFolder
-from benchmarks.common import flops_per_item, matmul_peak_gflops, result_name, write_result
+from benchmarks.common import fast_allocator, flops_per_item, result_name, write_result
+from benchmarks.peak import fraction, machine_peak
 
 GZ1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz1-sdss" / "catalog.csv"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def galaxy_catalogue(folder: Path, count: int) -> Path:
@@ -73,9 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400 galaxies instead of all 6,664")
     arguments = parser.parse_args()
+    fast_allocator("benchmarks.report_throughput")
     count = 400 if arguments.quick else 6664
     precision = choose_precision("auto", "cpu")
-    peak = matmul_peak_gflops(DTYPES[precision], seconds=1.0 if arguments.quick else 3.0)
+    peak = machine_peak(arguments.quick)[precision]
     config = Config.from_preset("cpu", data={"workers": 2}, train={"precision": precision})
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -99,16 +100,16 @@ def main() -> None:
     achieved = encode_rate * flops / 1e9
     result = {
         "quick": arguments.quick, "galaxies": report.objects, "precision": precision, "threads": torch.get_num_threads(),
-        "matmul_peak_gflops": round(peak, 1), "prepare_seconds": round(prepare_seconds, 1),
+        "peak_gflops": peak, "prepare_seconds": round(prepare_seconds, 1),
         "accepted": summary.accepted, "report_seconds": round(total, 1), "figures": report.figures,
         "load_encode_and_training_section_seconds": first, "section_seconds": sections,
         "objects_per_second_whole_report": round(report.objects / total, 1),
         "gflop_per_encoded_image": round(flops / 1e9, 3), "encode_images_per_second": round(encode_rate, 1),
-        "encode_fraction_of_peak": round(achieved / peak, 3),
+        "encode_fraction_of_peak": fraction(achieved, peak),
     }
     print(f"report of {report.objects} galaxies (64 px, cpu net, {precision}): {total:.1f} s, {report.figures} figures; "
           f"load + encode + losses {first:.1f} s; sections {sections}; encoding {encode_rate:.0f} img/s "
-          f"({achieved / peak:.0%} of the {precision} matmul peak)", flush=True)
+          f"({achieved / peak:.0%} of the {precision} peak)", flush=True)
     write_result(result_name("report_throughput", arguments.quick), result)
 
 

@@ -1,5 +1,5 @@
 """The throughput scripts, run one after the other, and one Markdown table of their results:
-the matmul peaks, then training, prediction and generation images/s per preset and size, each
+the machine's peaks (`benchmarks.peak`, measured first and shared by every script), then training, prediction and generation images/s per preset and size, each
 as a fraction of the peak measured in the same script's run, data-parallel scaling and the
 data layer.
 
@@ -26,6 +26,9 @@ SCRIPTS = ("train", "predict", "generate", "data", "scale")
 def run_scripts(names: list[str], quick: bool, echo=print) -> dict[str, dict]:
     """{name: {"seconds", "result" (the script's JSON, or None), "error"}} for each script."""
     outcomes = {}
+    peak = subprocess.run([sys.executable, "-m", "benchmarks.peak", *(["--quick"] if quick else [])], cwd=REPOSITORY)
+    if peak.returncode:
+        echo(f"throughput: benchmarks.peak failed (exit status {peak.returncode}); each script measures its own")
     for name in names:
         module = f"{name}_throughput"
         log = RESULTS / result_name(f"logs/{module}.log", quick)
@@ -54,11 +57,11 @@ def throughput_table(outcomes: dict[str, dict], quick: bool) -> str:
     lines = [f"# Throughput ({'quick' if quick else 'full'})", ""]
     train = (outcomes.get("train") or {}).get("result")
     if train:
-        peak, default = train["matmul_peak_gflops"], train["default_precision"]
+        peak, default = train["peak_gflops"], train["default_precision"]
         lines += [
             f"Machine: {machine_description(train['machine'])}.", "",
-            f"Matmul peak (square matmuls, measured by train_throughput): fp32 {peak['fp32']:.1f} GFLOP/s, "
-            f"bf16 {peak['bf16']:.1f} GFLOP/s.", "",
+            f"Peak (`benchmarks.peak`: the best of square matmuls and 3x3 convolutions, shared by every script): "
+            f"fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s.", "",
             f"Default precision: {default}. " + (
                 f"This CPU has no native bf16 (emulated, its matmuls run {peak['fp32'] / peak['bf16']:.0f}x slower "
                 "than fp32), so the default path IS the naive fp32 NCHW PyTorch loop of the same network: the "
@@ -68,7 +71,7 @@ def throughput_table(outcomes: dict[str, dict], quick: bool) -> str:
                 "network, the in-house baseline."), "",
         ]
     lines += [
-        "Every fraction is of the matmul peak of the same precision, measured in the same script's run.", "",
+        "Every fraction is of the peak of the same precision.", "",
         "| Work | Preset | Size | Path | Images/s | GFLOP/image | Fraction of peak |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -103,7 +106,7 @@ def prediction_rows(outcomes) -> list[str]:
                          run["gflop_per_image"], percent(run["fraction_of_peak"])))
         end_to_end = run["end_to_end"]["images_per_second"]
         lines.append(row("prediction, cache to Parquet", run["preset"], f"{run['size']} px", path, end_to_end,
-                         run["gflop_per_image"], percent(end_to_end * run["gflop_per_image"] / result["matmul_peak_gflops"])))
+                         run["gflop_per_image"], percent(end_to_end * run["gflop_per_image"] / result["peak_gflops"])))
     return lines
 
 
@@ -115,8 +118,12 @@ def generation_rows(outcomes) -> list[str]:
                  run["images_per_second"], run["gflop_per_image"], percent(run["fraction_of_peak"]))
              for run in result["runs"]]
     stream = result["streamed"]
+    lines.append(row("generation, model alone on the streamed images", stream["preset"], f"{stream['size']} px",
+                     f"default ({stream['precision']})", stream.get("model_images_per_second", "-"), "-", "-"))
+    share = stream.get("fraction_of_model_rate")
     lines.append(row("generation, streamed to .npy + Parquet", stream["preset"], f"{stream['size']} px",
-                     f"default ({stream['precision']})", stream["images_per_second"], "-", "-"))
+                     f"default ({stream['precision']})", stream["images_per_second"], "-",
+                     "-" if share is None else f"{share:.0%} of the model alone"))
     return lines
 
 

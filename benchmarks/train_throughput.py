@@ -1,6 +1,6 @@
 """Training throughput: images/s of one s3VDC training step (encode, sample, decode, all loss
 terms, backward, Adam) for the paper, cpu and tiny networks at 128 and 64 px, as a fraction of
-the machine's matmul peak measured in the same run.
+the machine's peak (`benchmarks.peak`, shared by every script of a run).
 
     python -m benchmarks.train_throughput [--quick]
 
@@ -19,16 +19,19 @@ import torch
 from astrovader.config import Config
 from astrovader.hardware import choose_precision
 from astrovader.model.vade import VaDE
-from benchmarks.common import flops_per_item, matmul_peak_gflops, rate, result_name, write_result
+from benchmarks.common import fast_allocator, flops_per_item, rate, result_name, write_result
+from benchmarks.peak import fraction, machine_peak
 
 SETTINGS = [("paper", 128), ("paper", 64), ("cpu", 64), ("cpu", 128), ("tiny", 64)]
-BATCH = 32
+LARGEST_BATCH = 32  # the paper's 180 would make one step of its 128 px network last ~15 s here
 
 
-def training_step(preset: str, size: int, precision: str, batch: int = BATCH):
-    """(step function, images per step) for one optimiser step of a fresh model."""
+def training_step(preset: str, size: int, precision: str, batch: int | None = None):
+    """(step function, images per step) for one optimiser step of a fresh model, at the preset's
+    own batch size (the cpu preset's 16), at most LARGEST_BATCH."""
     torch.manual_seed(0)
     config = Config.from_preset(preset, data={"image_size": size})
+    batch = batch or min(config.train.batch_size, LARGEST_BATCH)
     model = VaDE(config)
     model.set_precision(precision)
     with torch.no_grad():  # a fitted-looking prior so the mixture terms do real work
@@ -56,7 +59,7 @@ def measure(preset: str, size: int, precision: str, peak: dict[str, float], seco
     return {
         "preset": preset, "size": size, "precision": precision, "batch": batch,
         "images_per_second": round(images_per_second, 1), "gflop_per_image": round(flops / 1e9, 3),
-        "achieved_gflops": round(achieved, 1), "fraction_of_peak": round(achieved / peak[precision], 3),
+        "achieved_gflops": round(achieved, 1), "fraction_of_peak": fraction(achieved, peak[precision]),
     }
 
 
@@ -64,13 +67,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short timings, fewer settings")
     arguments = parser.parse_args()
+    fast_allocator("benchmarks.train_throughput")
     seconds = 2.0 if arguments.quick else 8.0
     default = choose_precision("auto", "cpu")
-    peak = {"fp32": matmul_peak_gflops(torch.float32)}
-    # Emulated bf16 (CPUs without it, where fp32 is the default) runs at ~0.3 GFLOP/s: three
-    # 2048^2 products would take minutes, three 1024^2 ones take seconds.
-    emulated = default == "fp32"
-    peak["bf16"] = matmul_peak_gflops(torch.bfloat16, size=1024 if emulated else 2048, seconds=1.0 if emulated else 2.0)
+    peak = machine_peak(arguments.quick)
     settings = SETTINGS[2:4] if arguments.quick else SETTINGS
     runs = []
     for preset, size in settings:
@@ -80,8 +80,8 @@ def main() -> None:
             run = measure(preset, size, precision, peak, seconds)
             runs.append({"path": label, **run})
             print(f"{preset:6s} {size:3d} px {label:7s} {precision}: {run['images_per_second']:7.1f} img/s, "
-                  f"{run['fraction_of_peak']:.0%} of the {precision} matmul peak", flush=True)
-    write_result(result_name("train_throughput", arguments.quick), {"matmul_peak_gflops": peak, "default_precision": default, "runs": runs})
+                  f"{run['fraction_of_peak']:.0%} of the {precision} peak", flush=True)
+    write_result(result_name("train_throughput", arguments.quick), {"peak_gflops": peak, "default_precision": default, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ def test_throughput_table_from_a_real_measurement_and_a_failed_script(tmp_path, 
     peak = {"fp32": 50.0, "bf16": 5.0}
     step = measure("tiny", 16, "fp32", peak, seconds=0.2)
     outcomes = {"train": {"seconds": 1.0, "error": None, "result": {
-        "matmul_peak_gflops": peak, "default_precision": "fp32", "machine": machine(),
+        "peak_gflops": peak, "default_precision": "fp32", "machine": machine(),
         "runs": [{"path": "default", **step}]}}}
     outcomes |= throughput.run_scripts(["missing"], quick=True, echo=lambda line: None)
     table = throughput.throughput_table(outcomes, quick=True)

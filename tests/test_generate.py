@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from astropy.io import fits
+from PIL import Image
 from typer.testing import CliRunner
 
 from astrovader.analysis import clusters
@@ -20,7 +21,7 @@ from astrovader.cli import app
 from astrovader.data.cache import Cache
 from astrovader.errors import AstroVaDErError, InputError
 from astrovader.estimator import AstroVaDEr
-from astrovader.generate.figures import report_figures, samples_figure, strip_figure, traversal_figure
+from astrovader.generate.figures import report_figures, samples_png, strip_figure, traversal_figure
 from astrovader.generate.latents import (
     Traversal, deblend, interpolate, iter_samples, sample_images, sample_latents, traversal,
 )
@@ -246,14 +247,13 @@ def test_interpolation_is_linear_between_the_two_latents(model, galaxies):
         interpolate(model, mu[0], mu[1], steps=1)
 
 
-def test_figures_are_image_grids_with_labelled_rows_columns_title_and_blank_cells():
+def test_figures_are_image_grids_with_labelled_rows_columns_title_and_blank_cells(tmp_path):
     images = np.random.default_rng(0).uniform(size=(5, 1, 16, 16)).astype(np.float32)
-    figure = samples_figure(images, title="t")
-    strips = [axis.images[0].get_array() for axis in figure.axes]
-    assert len(strips) == 2 and strips[0].shape == (16, 3 * 16 + 2 * 2)  # 3 x 2 grid, 2-pixel gaps
-    np.testing.assert_array_equal(strips[1][:, 18:34], images[4, 0])
-    assert np.ma.getmaskarray(strips[1])[:, 34:].all()  # the sixth cell is blank
-    assert figure.get_suptitle() == "t"
+    grid = np.asarray(Image.open(samples_png(images, "t", tmp_path / "grid.png")))
+    assert grid.shape == (16 + 2 * 16 + 2, 3 * 16 + 2 * 2)  # title band, 3 x 2 grid, 2-pixel gaps
+    np.testing.assert_array_equal(grid[16 + 18 :, 18:34], np.round(images[4, 0] * 255))  # second row, second cell
+    assert (grid[16 + 18 :, 34:] == 255).all() and (grid[16:, 16:18] == 255).all()  # the blank cell and a gap: white
+    assert (grid[:16] < 255).any()  # the title is drawn
     rows = Traversal(values=np.zeros((2, 3)), z=np.zeros((2, 3, 2)), images=images[:3][None].repeat(2, 0))
     assert [axis.get_ylabel() for axis in traversal_figure(rows).axes] == ["z_00", "z_01"]
     strip = strip_figure(images[:4], "a", "b", title="pair")

@@ -227,3 +227,29 @@ def test_precision_choice_follows_the_hardware(monkeypatch):
     assert hardware.choose_precision("auto", "cpu") == "fp32"
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
     assert hardware.choose_precision("auto", "cpu") == "bf16"
+
+
+def test_the_launcher_preloads_a_fast_allocator_or_tunes_glibc(monkeypatch):
+    from astrovader import hardware
+
+    launched = []
+    monkeypatch.setattr(hardware.os, "execve", lambda program, argv, environment: launched.append((argv, environment)))
+    monkeypatch.setattr(hardware.platform, "system", lambda: "Linux")
+    for name in ("LD_PRELOAD", hardware.REEXEC_MARKER, "ASTROVADER_ALLOCATOR", *hardware.GLIBC_TUNING):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hardware, "find_allocator", lambda: "/usr/lib/libtcmalloc_minimal.so.4")
+    hardware.reexec_with_allocator(["run", "--out", "x"])
+    argv, environment = launched.pop()
+    assert argv[1:] == ["-m", "astrovader", "run", "--out", "x"]
+    assert environment["LD_PRELOAD"] == "/usr/lib/libtcmalloc_minimal.so.4" and environment[hardware.REEXEC_MARKER] == "1"
+    monkeypatch.setattr(hardware, "find_allocator", lambda: None)  # a fresh machine: no library to preload
+    hardware.reexec_with_allocator(["x"], module="benchmarks.peak")
+    argv, environment = launched.pop()
+    assert argv[1:] == ["-m", "benchmarks.peak", "x"] and "LD_PRELOAD" not in environment
+    assert all(environment[key] == value for key, value in hardware.GLIBC_TUNING.items())
+    monkeypatch.setattr(hardware.os, "environ", environment)
+    assert hardware.active_allocator() == "glibc-tuned"
+    hardware.reexec_with_allocator(["x"])  # re-executed already: never again
+    monkeypatch.setattr(hardware.os, "environ", {"ASTROVADER_ALLOCATOR": "system"})
+    hardware.reexec_with_allocator(["x"])
+    assert not launched and hardware.active_allocator() == "system"

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from astrovader.cli import app
-from astrovader.errors import InputError, TrainingError
+from astrovader.atomic import read_json
+from astrovader.errors import AstroVaDErError, InputError, TrainingError
 from astrovader.estimator import AstroVaDEr
 from astrovader.train.run import train_run
 
@@ -61,6 +62,29 @@ def test_same_seed_same_model(tiny_run, blob_cache, tiny_config, tmp_path):
     assert_same_weights(weights(tiny_run), weights(again))
     other = train_run(tmp_path / "other", tiny_config.with_overrides({"train.seed": 1}), blob_cache, progress=False)
     assert not torch.equal(weights(tiny_run)["encoder.mu.weight"], weights(other)["encoder.mu.weight"])
+
+
+def test_the_cpu_layout_is_chosen_recorded_and_applied(tiny_run, blob_cache, tiny_config, tmp_path, monkeypatch):
+    from astrovader.hardware import training_layout
+
+    train = tiny_config.train
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert training_layout(train, cores=8) == (1, 8)  # the measured rule: one process, every core
+    assert training_layout(train.model_copy(update={"devices": 2}), cores=8) == (2, 4)
+    assert training_layout(train.model_copy(update={"threads": 3}), cores=8) == (1, 3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert training_layout(train, cores=8) == (1, 1)  # a shared machine's setting is kept
+    assert read_json(tiny_run / "run.json")["layout"]["processes"] == 1
+    before = torch.get_num_threads()
+    try:
+        out = train_run(tmp_path / "one", tiny_config.with_overrides({"train.threads": 1}), blob_cache, progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    info = read_json(out / "run.json")
+    assert info["layout"] == {"processes": 1, "threads_per_process": 1} and info["runtime"]["threads"] == 1
+    with pytest.raises(AstroVaDErError, match="threads = 0"):
+        tiny_config.with_overrides({"train.threads": 0})
 
 
 def test_em_prior_update_leaves_the_prior_to_em_and_ends_on_a_fit_to_the_training_embeddings(blob_cache, tiny_config, tmp_path):

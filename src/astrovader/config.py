@@ -139,7 +139,17 @@ class TrainConfig(_Section):
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str = "auto"
+    threads: int | Literal["auto"] = Field(
+        "auto", description="torch threads per training process; auto: the CPU layout rule "
+        "(astrovader.hardware.training_layout), which also picks the processes when devices is auto"
+    )
     num_nodes: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _check_threads(self) -> TrainConfig:
+        if self.threads != "auto" and self.threads < 1:
+            raise ValueError(f"threads = {self.threads}: must be >= 1, or auto")
+        return self
 
     @property
     def total_epochs(self) -> int:

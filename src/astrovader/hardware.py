@@ -2,7 +2,10 @@
 chosen for it automatically.
 
 - A faster allocator (tcmalloc / jemalloc) makes the same PyTorch code 1.1-2.4x faster:
-  the launcher re-executes itself with LD_PRELOAD when the system has one.
+  the launcher re-executes itself with LD_PRELOAD when the system has one; when it has none
+  (a fresh machine: `pip install` cannot add one), with glibc's malloc told to keep freed memory
+  instead of returning it to the system after every step (GLIBC_TUNING), which measured as fast
+  as tcmalloc (benchmarks/README.md, "Allocators").
 - bf16 autocast + channels_last pay only on CPUs with native bf16 (AVX-512 BF16 / AMX); on
   AVX2 machines bf16 is emulated and ~10x SLOWER, so fp32 is chosen there.
 - Work spread over cores (decoding images, simulating galaxies) runs in spawned processes
@@ -24,6 +27,11 @@ REEXEC_MARKER = "ASTROVADER_REEXEC"
 ALLOCATORS = (
     "libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libjemalloc.so.2",
 )
+# glibc hands blocks over its dynamic mmap threshold straight back to the kernel when freed, so a
+# training step pays page faults for the same activations again and again (240 against 325
+# images/s for the cpu preset at 64 px); these keep them in the heap. The process's memory then
+# stays at its peak, which a training or prediction run reaches anyway.
+GLIBC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(16 << 30)}
 _LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
 
 
@@ -37,18 +45,21 @@ def find_allocator() -> str | None:
 
 
 def active_allocator() -> str:
+    """tcmalloc or jemalloc (preloaded), glibc-tuned (GLIBC_TUNING set), or system."""
     preload = os.environ.get("LD_PRELOAD", "")
     for name in ("tcmalloc", "jemalloc"):
         if name in preload:
             return name
+    if all(key in os.environ for key in GLIBC_TUNING):
+        return "glibc-tuned"
     return "system"
 
 
-def reexec_with_allocator(argv: list[str]) -> None:
-    """Replace this process by the same command with a fast allocator preloaded, if possible.
+def reexec_with_allocator(argv: list[str], module: str = "astrovader") -> None:
+    """Replace this process by `python -m module argv` with a fast allocator preloaded, or with
+    glibc's malloc tuned (GLIBC_TUNING) when no such library is installed.
 
-    Skipped when one is already loaded, when ASTROVADER_ALLOCATOR=system, on non-Linux, or
-    when no library is installed (it is never required).
+    Skipped when either is in place already, when ASTROVADER_ALLOCATOR=system, or off Linux.
     """
     if (
         platform.system() != "Linux"
@@ -58,12 +69,13 @@ def reexec_with_allocator(argv: list[str]) -> None:
     ):
         return
     library = find_allocator()
-    if library is None:
-        return
     environment = dict(os.environ)
-    environment["LD_PRELOAD"] = ":".join(filter(None, [library, environment.get("LD_PRELOAD", "")]))
+    if library is None:
+        environment.update(GLIBC_TUNING)
+    else:
+        environment["LD_PRELOAD"] = ":".join(filter(None, [library, environment.get("LD_PRELOAD", "")]))
     environment[REEXEC_MARKER] = "1"
-    os.execve(sys.executable, [sys.executable, "-m", "astrovader", *argv], environment)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], environment)
 
 
 @lru_cache(maxsize=1)
@@ -84,6 +96,42 @@ def choose_precision(requested: str, device_type: str) -> str:
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if device_type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+def training_layout(train, cores: int | None = None) -> tuple[int, int]:
+    """(processes, torch threads per process) for training on the CPU with `train`
+    (config.TrainConfig): its devices and threads where set, else the rule measured by
+    benchmarks/scale_throughput.py: ONE process using every core. On a 2-core AVX-512 bf16 CPU
+    with tcmalloc it trains the cpu preset 1.5-1.8x faster than one thread and 1.1-1.6x faster
+    than two data-parallel processes of one thread at 32, 64 and 128 px (benchmarks/README.md,
+    "Layouts"); the processes' DDP all-reduce and half-size batches cost more than the threads'
+    synchronisation. OMP_NUM_THREADS, when set, is the threads' "auto" (a shared machine's choice)."""
+    cores = cores or usable_cores()
+    processes = train.devices if isinstance(train.devices, int) else 1
+    if train.threads != "auto":
+        threads = train.threads
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    else:
+        threads = cores // processes
+    return processes, max(1, threads)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask: taskset, cgroups), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def trains_on_cpu(train) -> bool:
+    """Whether `train` (config.TrainConfig) resolves to the CPU (its accelerator, or auto without CUDA)."""
+    if train.accelerator == "auto":
+        import torch
+
+        return not torch.cuda.is_available()
+    return train.accelerator == "cpu"
 
 
 def runtime_info(precision: str | None = None) -> dict[str, object]:

@@ -4,21 +4,36 @@ axes), and the report's hook that makes Figs. 9-11 from a data set's embeddings.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 
-from astrovader.analysis.figures import ImageRow, image_grid
+from astrovader.analysis.figures import ImageRow, image_grid, image_strip
+from astrovader.atomic import write_with
 from astrovader.data.loader import seed_for
 from astrovader.generate.latents import Traversal, sample_images, traversal
 from astrovader.generate.tour import Tour, top_members, tour
 from astrovader.model.vade import VaDE
 
-def samples_figure(images: np.ndarray, title: str | None = None, columns: int | None = None) -> Figure:
-    """Fig. 9 panel: synthetic images (N, C, H, W) of one component in a square-ish grid."""
+
+def samples_png(images: np.ndarray, title: str, path: Path, columns: int | None = None) -> Path:
+    """A PNG of synthetic images (N, C, H, W) in [0, 1] in a square-ish grid, 2-pixel white
+    gaps, at the images' own resolution, the title in a band above; drawn with Pillow, not
+    matplotlib (a generation run draws one per component: ~5 ms each instead of ~200)."""
     columns = columns or max(1, int(np.ceil(np.sqrt(len(images)))))
-    rows = [ImageRow("", images[start : start + columns]) for start in range(0, len(images), columns)]
-    return image_grid(rows, title=title)
+    strips = [image_strip(images[start : start + columns], columns)[0] for start in range(0, len(images), columns)]
+    gap = np.full((2, *strips[0].shape[1:]), np.nan, np.float32)
+    grid = np.concatenate([piece for strip in strips for piece in (gap, strip)][1:])
+    if grid.ndim == 3:  # colour: RGB with an alpha band that is 0 in the gaps
+        grid = np.where(grid[..., 3:] > 0, grid[..., :3], np.nan)
+    pixels = np.round(np.nan_to_num(np.clip(grid, 0, 1), nan=1.0) * 255).astype(np.uint8)
+    band = 16
+    canvas = Image.new("L" if pixels.ndim == 2 else "RGB", (pixels.shape[1], pixels.shape[0] + band), "white")
+    canvas.paste(Image.fromarray(pixels), (0, band))
+    ImageDraw.Draw(canvas).text((2, 2), title, fill="black")
+    return write_with(Path(path), lambda temporary: canvas.save(temporary, format="PNG"))
 
 
 def tour_figure(result: Tour) -> Figure:

@@ -4,15 +4,15 @@ synthetic images (.npy or FITS) with their table (Parquet or CSV), and the array
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from astrovader.analysis.figures import save_figure
 from astrovader.atomic import atomic_path, write_with
 from astrovader.data import fits
-from astrovader.generate.figures import samples_figure
+from astrovader.generate.figures import samples_png
 from astrovader.generate.latents import DEFAULT_CHUNK, component_subset, iter_samples, require
 from astrovader.model.vade import VaDE
 
@@ -25,7 +25,10 @@ def write_samples(model: VaDE, out: str | Path, n: int, components: int | Sequen
                   progress: Callable[[int, int], None] | None = None) -> dict:
     """Stream n synthetic images to out/samples.{npy,fits} and their (index, component, z_..)
     to out/samples.{parquet,csv}, each written chunk by chunk and renamed into place at the end;
-    then one PNG grid per component drawn (samples_component_CC.png). Returns a summary."""
+    then one PNG grid per component drawn (samples_component_CC.png). Returns a summary.
+
+    The files are written by one writer thread while the model decodes the next chunk (numpy,
+    Arrow and the disk release the GIL): the stream keeps up with the model alone."""
     require(n >= 1, f"n = {n}: must be >= 1")
     require(image_format in ("npy", "fits"), f"image format {image_format!r}: choose npy or fits")
     require(table_format in ("parquet", "csv"), f"table format {table_format!r}: choose parquet or csv")
@@ -38,9 +41,12 @@ def write_samples(model: VaDE, out: str | Path, n: int, components: int | Sequen
     with ExitStack() as stack:
         write_images = _image_writer(stack, out / f"samples.{image_format}", (n, *model.config.data.input_shape), settings)
         write_table = _table_writer(stack, out / f"samples.{table_format}")
+        writer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="astrovader-writer"))
+        pending: Future | None = None
         for chosen, z, images in iter_samples(model, n, subset, seed, variance_scale, chunk):
-            write_images(done, images)
-            write_table(done, chosen, z)
+            if pending is not None:
+                pending.result()  # one chunk in flight at most: memory stays one chunk, errors surface
+            pending = writer.submit(_write_chunk, write_images, write_table, done, chosen, z, images)
             counts += np.bincount(chosen, minlength=len(counts))
             for component in np.unique(chosen):
                 kept = shown.setdefault(int(component), [])
@@ -48,15 +54,21 @@ def write_samples(model: VaDE, out: str | Path, n: int, components: int | Sequen
             done += len(images)
             if progress is not None:
                 progress(done, n)
+        if pending is not None:
+            pending.result()
     grids = {}
     for component, images in sorted(shown.items()):
         grids[component] = f"samples_component_{component:02d}.png"
-        figure = samples_figure(np.stack(images), title=f"component {component}: synthetic galaxies")
-        save_figure(figure, out / grids[component])
+        samples_png(np.stack(images), f"component {component}: synthetic galaxies", out / grids[component])
     return {
         **settings, "images": f"samples.{image_format}", "table": f"samples.{table_format}",
         "grids": grids, "per_component": counts.tolist(), "precision": model.precision,
     }
+
+
+def _write_chunk(write_images, write_table, start: int, chosen: np.ndarray, z: np.ndarray, images: np.ndarray) -> None:
+    write_images(start, images)
+    write_table(start, chosen, z)
 
 
 def _image_writer(stack: ExitStack, path: Path, shape: tuple[int, ...], settings: dict):
