@@ -130,6 +130,7 @@ def run_clustering(arguments) -> list[str]:
 
 
 def run_throughput(arguments) -> list[str]:
+    throughput.share_peak(arguments.quick)
     outcomes = throughput.run_scripts(selected(throughput.SCRIPTS, arguments.only), arguments.quick)
     path = throughput.write_table(outcomes, arguments.quick)
     failed = [f"{name}_throughput: {outcome['error']}" for name, outcome in outcomes.items() if outcome["error"]]

@@ -23,12 +23,17 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "predict", "generate", "data", "scale")
 
 
+def share_peak(quick: bool, echo=print) -> None:
+    """Measure the machine's peak once (`benchmarks.peak`, reused if this machine has a record)
+    before the scripts, which all read it."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.peak", *(["--quick"] if quick else [])], cwd=REPOSITORY)
+    if done.returncode:
+        echo(f"throughput: benchmarks.peak failed (exit status {done.returncode}); each script measures its own")
+
+
 def run_scripts(names: list[str], quick: bool, echo=print) -> dict[str, dict]:
     """{name: {"seconds", "result" (the script's JSON, or None), "error"}} for each script."""
     outcomes = {}
-    peak = subprocess.run([sys.executable, "-m", "benchmarks.peak", *(["--quick"] if quick else [])], cwd=REPOSITORY)
-    if peak.returncode:
-        echo(f"throughput: benchmarks.peak failed (exit status {peak.returncode}); each script measures its own")
     for name in names:
         module = f"{name}_throughput"
         log = RESULTS / result_name(f"logs/{module}.log", quick)
@@ -131,10 +136,11 @@ def scaling_rows(outcomes) -> list[str]:
     result = (outcomes.get("scale") or {}).get("result")
     if not result:
         return []
-    return [row(f"training epochs, {run['processes']} process(es) x {run['threads_per_process']} thread(s)",
-                result["preset"], f"{result['size']} px", "default (fp32)", run["images_per_second"],
-                result["gflop_per_image"], percent(run["fraction_of_peak"]))
-            for run in result["runs"]]
+    return [row(f"training epochs, {run['processes']} process(es) x {run['threads_per_process']} thread(s)"
+                + (" (the default)" if run["default"] else ""), result["preset"], f"{size['size']} px",
+                f"default ({run['precision']})", run["images_per_second"], size["gflop_per_image"],
+                percent(run["fraction_of_peak"]))
+            for size in result["by_size"] for run in size["runs"]]
 
 
 def data_rows(outcomes) -> list[str]:

@@ -240,3 +240,28 @@ def test_gz1_criteria_and_their_table(tmp_path):
     assert table[2] == "| vade-conv | 0.429 [0.000, 0.857] | 0.413 [0.000, 0.826] |"
     assert len(table) == 4  # kmeans-pca has no criteria: no row
     assert tables.criteria_table({"vade-conv": [{"criteria": {}}]}) == []
+
+
+def test_the_peak_is_measured_once_per_machine_and_shared(tmp_path, monkeypatch, capsys):
+    from benchmarks import common, peak
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(peak, "RESULTS", tmp_path)
+    monkeypatch.setattr(peak, "REPEATS", 2)
+    measured = peak.measure_precision("fp32", seconds=0.05)
+    assert measured["kernel"] in measured["kernels"] and measured["gflops"] == max(measured["kernels"].values())
+    assert 0 <= measured["spread"] and measured["attempts"] >= 1 and measured["stable"] == (measured["spread"] <= 0.05)
+    calls = []
+    monkeypatch.setattr(peak, "measure_precision", lambda precision, seconds: calls.append(precision) or {
+        "gflops": {"fp32": 100.0, "bf16": 300.0}[precision], "kernel": "k", "spread": 0.01, "attempts": 1, "stable": True})
+    assert peak.machine_peak(quick=True) == {"fp32": 100.0, "bf16": 300.0} and len(calls) == 2
+    assert peak.machine_peak(quick=True) == {"fp32": 100.0, "bf16": 300.0} and len(calls) == 2  # the record is shared
+    peak.machine_peak(quick=False)  # a quick record never serves a full run
+    assert len(calls) == 4 and not json.loads((tmp_path / "peak.json").read_text())["quick"]
+    record = json.loads((tmp_path / "peak.json").read_text())
+    record["machine"]["threads"] = -1  # another machine's (or thread count's) record is measured again
+    (tmp_path / "peak.json").write_text(json.dumps(record))
+    peak.machine_peak(quick=False)
+    assert len(calls) == 6
+    assert peak.fraction(50.0, 100.0) == 0.5 and "warning" not in capsys.readouterr().out
+    assert peak.fraction(120.0, 100.0) == 1.2 and "misses a faster kernel" in capsys.readouterr().out
