@@ -105,24 +105,20 @@ def training_layout(train, cores: int | None = None) -> tuple[int, int]:
     with tcmalloc it trains the cpu preset 1.5-1.8x faster than one thread and 1.1-1.6x faster
     than two data-parallel processes of one thread at 32, 64 and 128 px (benchmarks/README.md,
     "Layouts"); the processes' DDP all-reduce and half-size batches cost more than the threads'
-    synchronisation. OMP_NUM_THREADS, when set, is the threads' "auto" (a shared machine's choice)."""
-    cores = cores or usable_cores()
+    synchronisation. `cores`: torch's own thread count at the first call (its physical cores, or
+    OMP_NUM_THREADS where set: a shared machine's choice), shared among the processes."""
+    cores = cores or default_threads()
     processes = train.devices if isinstance(train.devices, int) else 1
-    if train.threads != "auto":
-        threads = train.threads
-    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        threads = int(os.environ["OMP_NUM_THREADS"])
-    else:
-        threads = cores // processes
+    threads = train.threads if train.threads != "auto" else cores // processes
     return processes, max(1, threads)
 
 
-def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity mask: taskset, cgroups), else all of them."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+@lru_cache(maxsize=1)
+def default_threads() -> int:
+    """torch's thread count before any run set it (physical cores, or OMP_NUM_THREADS)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def trains_on_cpu(train) -> bool:
