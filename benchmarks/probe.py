@@ -5,8 +5,9 @@ the small measurements that find causes before the full 3-seed tables.
         [--name NAME] [--keep RUN_FOLDER]
 
 DATASET is simulated, gz1 or fashion-mnist (the benchmark's pixels, rows and splits); METHOD
-one of ours (vade-conv, vade-mlp, two-stage, two-stage-mlp) or a pixel baseline (pca-gmm,
-pca-gmm-full, kmeans-pca: seconds, which pixels carry the classes); --set overrides any config
+one of ours (vade-conv, vade-mlp, two-stage, two-stage-mlp), a pixel baseline (pca-gmm,
+pca-gmm-full, kmeans-pca: seconds, which pixels carry the classes) or ClustPy's VaDE
+(clustpy-vade-default, clustpy-vade-matched: on the same prepared pixels); --set overrides any config
 field (data.* settings prepare their own cache first). Prints one JSON line per epoch: the held-out
 NMI of the model's own components (once the prior exists) and, every 5 epochs, that of a
 full-covariance GaussianMixture refitted to mu_z of the training rows. The final record adds
@@ -34,6 +35,7 @@ from astrovader.estimator import AstroVaDEr
 from astrovader.model.inference import model_outputs
 from astrovader.train.gmm import fit_gmm
 from astrovader.train.run import train_run
+from benchmarks import clustpy_runner
 from benchmarks.clustering import datasets, methods, records
 from benchmarks.common import write_result
 
@@ -90,6 +92,10 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         result = methods.run_pixel_baseline(method, pixels, data.classes, seed)
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
                       {}, result["train_seconds"], [], result["embedded"])
+    if method in clustpy_runner.METHODS:
+        result = clustpy_runner.cluster(methods.flat(pixels.train), methods.flat(pixels.test), data.classes, seed,
+                                        clustpy_runner.epochs(method, config, datasets.FULL.clustpy_default_epochs))
+        return scored(data, method, seed, overrides, config, pixels, result["clusters"], {}, result["train_seconds"], [], [])
     watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
     with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:
         run = keep or Path(folder) / "run"
@@ -108,7 +114,7 @@ def scored(data: datasets.Dataset, method: str, seed: int, overrides: dict, conf
            clusters: np.ndarray, refits: dict, seconds: float, curve: list, embedded: list) -> dict:
     """The probe's record: scores of the clusters (and of any refits); on the simulated galaxies
     also against each truth attribute, and what the features (mu_z, or the pixels' principal
-    components) tell of each attribute linearly."""
+    components; none for ClustPy's VaDE) tell of each attribute linearly."""
     scores = {"model": label_scores(pixels.test_labels, clusters)}
     scores |= {key: label_scores(pixels.test_labels, value) for key, value in refits.items()}
     record = {
@@ -122,7 +128,8 @@ def scored(data: datasets.Dataset, method: str, seed: int, overrides: dict, conf
         cache, truth = Cache(pixels.cache), data.catalogue.parent / "truth.parquet"
         train_ids, test_ids = (cache.split(part)["id_str"].to_numpy() for part in ("train", "test"))
         record["truth"] = attribute_scores(clusters, test_ids, truth)
-        record["linear"] = linear_information(embedded[0], train_ids, embedded[1], test_ids, truth)
+        if embedded:
+            record["linear"] = linear_information(embedded[0], train_ids, embedded[1], test_ids, truth)
     if data.name == "gz1":
         record["gz1"] = records.gz1_capture(data, pixels.test_labels, clusters)
     return record
@@ -142,7 +149,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=DATASETS)
-    parser.add_argument("--method", default="vade-conv", choices=(*methods.OURS, *methods.PIXEL_BASELINES))
+    parser.add_argument("--method", default="vade-conv", choices=methods.METHODS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. model.covariance=full")
     parser.add_argument("--name", help="record name (default: from the data set, method, seed and overrides)")

@@ -75,8 +75,10 @@ def blob_catalogue(tmp_path_factory):
 def tiny_config():
     from astrovader.config import Config
 
-    # Blobs fill the stamp: no crop; fixed scaling keeps brightness differences.
-    return Config.from_preset("tiny", data={"crop_fraction": 1.0, "scaling": "fixed", "fixed_max": 1.0, "workers": 1})
+    # Blobs fill the stamp: no crop; fixed scaling keeps brightness differences; two of the
+    # classes differ only in orientation, so no canonical orientation.
+    return Config.from_preset("tiny", data={"crop_fraction": 1.0, "scaling": "fixed", "fixed_max": 1.0, "workers": 1,
+                                            "orientation": "none"})
 
 
 @pytest.fixture(scope="session")

@@ -206,7 +206,7 @@ def test_folder_of_images_and_idx_files(tmp_path):
     (idx / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes()))
     labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
     (idx / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + labels.tobytes())
-    summary = prepare(idx, tmp_path / "cache", DataConfig(image_size=28, crop_fraction=1.0, scaling="fixed", workers=1))
+    summary = prepare(idx, tmp_path / "cache", DataConfig(image_size=28, crop_fraction=1.0, scaling="fixed", orientation="none", workers=1))
     cache = Cache(tmp_path / "cache")
     assert summary.accepted == 5 and cache.index["label"].tolist() == labels.tolist()
     np.testing.assert_array_equal(cache.images[:, 0], images)
@@ -257,8 +257,11 @@ def test_real_gz1_cutouts(gz1_dir, tmp_path):
     assert "120 inputs = 120 accepted + 0 rejected" in result.output.replace("\n", " ")
     cache = Cache(tmp_path / "cache")
     assert cache.images.shape == (120, 1, 64, 64)
-    # Per-image min-max stretch: every image spans the full range; galaxies are centred and bright.
-    assert (cache.images.reshape(120, -1).max(1) == 255).all() and (cache.images.reshape(120, -1).min(1) == 0).all()
+    # The default sky-aware stretch: each galaxy's peak at 1, its sky (the border) at sky_level 0.2;
+    # galaxies are centred and bright.
+    assert (cache.images.reshape(120, -1).max(1) == 255).all()
+    border = np.concatenate([cache.images[:, 0, :3].reshape(120, -1), cache.images[:, 0, -3:].reshape(120, -1)], 1)
+    assert np.abs(np.median(border, 1) - 0.2 * 255).max() < 10
     centre = cache.images[:, 0, 24:40, 24:40].mean()
     assert centre > 2 * cache.images[:, 0].mean()
     assert set(cache.index["gz1_class_name"]) <= {"elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"}

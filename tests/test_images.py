@@ -16,7 +16,7 @@ def test_preprocess_matches_a_hand_computation():
     # to 4x4 averages 2x2 blocks, min-max maps to [0, 1], then uint8.
     plane = np.random.default_rng(3).uniform(0, 100, size=(16, 16))
     bands = np.stack([plane * k for k in (1, 2, 3)]).astype(np.float32)
-    config = DataConfig(crop_fraction=0.5, image_size=4, color="gray", scaling="minmax")
+    config = DataConfig(crop_fraction=0.5, image_size=4, color="gray", scaling="minmax", orientation="none")
     gray = plane[4:12, 4:12] * 2  # mean of 1x, 2x, 3x
     blocks = gray.reshape(4, 2, 4, 2).mean(axis=(1, 3))
     expected = np.rint((blocks - blocks.min()) / (blocks.max() - blocks.min()) * 255).astype(np.uint8)
@@ -105,10 +105,12 @@ def test_nonfinite_policies():
         handle_nonfinite(np.full((1, 3, 3), np.nan), "zero")
 
 
-def test_constant_and_blank_images_give_zeros_not_nan():
+@pytest.mark.parametrize("scaling, expected", [("minmax", 0), ("asinh", 51), ("peak", 51)])
+def test_constant_and_blank_images_give_the_sky_not_nan(scaling, expected):
+    # nothing above the sky: min-max gives zeros, the sky-aware scalings the sky at sky_level (0.2 x 255)
     for value in (0.0, 7.0, 255.0):
-        result = preprocess(np.full((3, 20, 20), value, dtype=np.float32), DataConfig(image_size=8))
-        assert result.shape == (1, 8, 8) and not result.any()
+        result = preprocess(np.full((3, 20, 20), value, dtype=np.float32), DataConfig(image_size=8, scaling=scaling))
+        assert result.shape == (1, 8, 8) and (result == expected).all()
 
 
 def test_decoders_agree_on_the_same_pixels(tmp_path):

@@ -45,7 +45,7 @@ def test_run_writes_config_metrics_checkpoint_and_model(tiny_run, tiny_config):
         assert (tiny_run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # safetensors files too
     metrics = pd.read_csv(tiny_run / "metrics.csv")
     assert list(metrics["epoch"]) == list(range(tiny_config.train.total_epochs))
-    assert list(metrics["phase"]) == ["alpha", "alpha", "anneal", "static", "anneal", "static"]
+    assert list(metrics["phase"]) == ["autoencoder", "autoencoder", "anneal", "static", "anneal", "static"]
     for stage in ("train", "validation"):
         assert np.isfinite(metrics[f"{stage}_reconstruction"]).all()
         assert metrics[f"{stage}_kl_mixture"].iloc[:2].isna().all()  # no mixture before its initialisation
