@@ -93,8 +93,7 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
                       {}, result["train_seconds"], [], result["embedded"])
     if method in clustpy_runner.METHODS:
-        result = clustpy_runner.cluster(methods.flat(pixels.train), methods.flat(pixels.test), data.classes, seed,
-                                        clustpy_runner.epochs(method, config, datasets.FULL.clustpy_default_epochs))
+        result = methods.run_clustpy(method, config, pixels, data.classes, seed, datasets.FULL)
         return scored(data, method, seed, overrides, config, pixels, result["clusters"], {}, result["train_seconds"], [], [])
     watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
     with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:

@@ -109,6 +109,12 @@ def flat(pixels: np.ndarray) -> np.ndarray:
     return to_float(pixels).flatten(1).numpy()
 
 
+def run_clustpy(method: str, config: Config, pixels: Pixels, classes: int, seed: int, budget: Budget) -> dict:
+    """ClustPy's VaDE on the flattened prepared pixels, with its default or our matched epochs."""
+    return clustpy_runner.cluster(flat(pixels.train), flat(pixels.test), classes, seed,
+                                  clustpy_runner.epochs(method, config, budget.clustpy_default_epochs))
+
+
 def run_config(dataset: Dataset, method: str, seed: int, budget: Budget) -> Config:
     overrides = {"model.n_components": dataset.classes, "train.seed": seed}
     return dataset.method_config(method).with_overrides({**overrides, **budget.schedule})

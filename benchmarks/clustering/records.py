@@ -11,10 +11,9 @@ import numpy as np
 
 from astrovader.analysis.metrics import label_scores, majority_capture
 from astrovader.atomic import read_json
-from benchmarks import clustpy_runner
 from benchmarks.clustering.datasets import Budget, Dataset, Pixels, fingerprint, prepared_pixels
 from benchmarks.clustering.methods import (
-    OURS, PIXEL_BASELINES, flat, full_epoch_count, run_config, run_ours, run_pixel_baseline, time_to_final,
+    OURS, PIXEL_BASELINES, full_epoch_count, run_clustpy, run_config, run_ours, run_pixel_baseline, time_to_final,
 )
 from benchmarks.common import RESULTS, write_result
 
@@ -28,10 +27,7 @@ def run_record(dataset: Dataset, method: str, seed: int, budget: Budget, pixels:
     elif method in PIXEL_BASELINES:
         result = run_pixel_baseline(method, pixels, dataset.classes, seed)
     else:
-        result = clustpy_runner.cluster(
-            flat(pixels.train), flat(pixels.test), dataset.classes, seed,
-            clustpy_runner.epochs(method, config, budget.clustpy_default_epochs),
-        )
+        result = run_clustpy(method, config, pixels, dataset.classes, seed, budget)
     scores = label_scores(pixels.test_labels, result["clusters"])
     train_images, epochs = len(pixels.train), result["epochs"]
     full_epochs = full_epoch_count(dataset, method, seed)

@@ -291,7 +291,8 @@ PAPER = {
 
 # The default (the field defaults above): 64 px, filters 32/32/16, batch 16, the schedule
 # scaled down ~1/10 (10 pretraining + 3 x (3 + 3) = 28 epochs), so that the demo (6,000
-# simulated galaxies) trains in ~7 minutes on two cores with native bf16; and the recipe that
+# simulated galaxies) trains in minutes on two cores with native bf16 (README gives the measured
+# times); and the recipe that
 # clusters best as measured (docs/method.md, "Beyond the paper"): sky-aware asinh pixels with
 # the knee at 30 noise sigmas, each galaxy turned to its major axis, the Gaussian likelihood
 # with each image's noise, a plain autoencoder pretraining without L2, ClustPy's learning rates
