@@ -5,7 +5,7 @@ from PIL import Image
 
 from astrovader.config import DataConfig
 from astrovader.data.images import (
-    central_crop, handle_nonfinite, major_axis_angle, preprocess, read_image, resize, rotate_to_major_axis, scale,
+    central_crop, flip_to_light, handle_nonfinite, major_axis_angle, preprocess, read_image, resize, rotate_to_major_axis, scale,
     sky_and_noise, to_bands,
 )
 from astrovader.errors import ImageError
@@ -84,6 +84,21 @@ def test_major_axis_is_found_and_turned_horizontal(angle):
     assert middle[32, :].sum() > 2 * middle[:, 32].sum()
     oriented = preprocess(image, DataConfig(orientation="major-axis", scaling="peak", image_size=32, crop_fraction=1.0))
     assert oriented.shape == (1, 32, 32) and oriented[0, 16, :].sum() > oriented[0, :, 16].sum()
+
+
+def test_canonical_orientation_puts_a_companion_on_one_side_whatever_side_it_was_on():
+    """After the turn to the major axis a galaxy may still face four ways (flips): a companion in
+    any quadrant ends up towards the last column and row, so the four pictures become one."""
+    image = np.ascontiguousarray(_galaxy(companion=True)[..., ::-1])  # the star left of and above the galaxy
+    canonical = flip_to_light(image)
+    star = np.unravel_index(np.argmax(canonical[0]), canonical.shape[1:])
+    assert star[0] > 32 and star[1] > 32
+    for flipped in (image[..., ::-1], image[..., ::-1, :], image[..., ::-1, ::-1]):
+        assert np.array_equal(flip_to_light(flipped), canonical)
+    settings = dict(scaling="peak", image_size=32, crop_fraction=1.0)
+    pictures = [preprocess(np.ascontiguousarray(view), DataConfig(orientation="canonical", **settings))
+                for view in (image, image[..., ::-1], image[..., ::-1, :])]
+    assert all(np.array_equal(picture, pictures[0]) for picture in pictures)
 
 
 def test_crop_larger_than_image_and_wrong_bands_are_rejected():

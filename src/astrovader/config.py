@@ -37,8 +37,9 @@ class DataConfig(_Section):
     fixed_max: float = Field(255.0, gt=0, description="divisor of the 'fixed' scaling")
     asinh_softening: float = Field(30.0, gt=0, description="asinh knee in units of the image's noise sigma")
     sky_level: float = Field(0.2, ge=0, lt=1, description="where the sky sits after the peak/asinh scalings")
-    orientation: Literal["none", "major-axis"] = Field(
-        "major-axis", description="turn each image so that its galaxy's major axis is horizontal (second moments)"
+    orientation: Literal["none", "major-axis", "canonical"] = Field(
+        "major-axis", description="turn each image so that its galaxy's major axis is horizontal (second moments); "
+        "canonical: then also flip it so that the light off its centre (companions, asymmetries) lies right and up"
     )
     nonfinite: Literal["zero", "median", "reject"] = "zero"
     train_fraction: float = Field(0.8, gt=0, lt=1)

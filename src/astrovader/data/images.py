@@ -111,11 +111,13 @@ def _as_bands_first(image: np.ndarray) -> np.ndarray:
 def preprocess(image: np.ndarray, config: DataConfig) -> np.ndarray:
     """(bands, H, W) float -> uint8 (config.bands, size, size) scaled to [0, 255]."""
     image = handle_nonfinite(image, config.nonfinite)
-    if config.orientation == "major-axis":
+    if config.orientation != "none":
         image = rotate_to_major_axis(image)
     image = central_crop(image, config)
     image = to_bands(image, config.color)
     image = resize(image, config.image_size, config.resize_filter)
+    if config.orientation == "canonical":
+        image = flip_to_light(image)
     image = scale(image, config)
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
@@ -238,6 +240,23 @@ def major_axis_angle(image: np.ndarray, iterations: int = 5) -> float:
         window = 2 * np.array([[moments[0], moments[2]], [moments[2], moments[1]]]) + 0.5 * np.eye(2)
     xx, yy, xy = moments
     return float(np.degrees(0.5 * np.arctan2(2 * xy, xx - yy)))
+
+
+def flip_to_light(image: np.ndarray) -> np.ndarray:
+    """The image flipped left-right and up-down so that the centroid of its light above the sky
+    (beyond 2 noise sigmas) lies towards its last column and last row: after the turn to the major axis
+    only these flips are left free, and without them a companion on either side is a different
+    picture to the model."""
+    plane = image.mean(axis=0)
+    sky, sigma = sky_and_noise(plane[None])
+    light = np.clip(plane - sky[0] - 2.0 * sigma[0], 0.0, None)
+    height, width = plane.shape
+    y, x = np.mgrid[:height, :width]
+    if (light * (x - (width - 1) / 2)).sum() < 0:
+        image = image[..., ::-1]
+    if (light * (y - (height - 1) / 2)).sum() < 0:
+        image = image[..., ::-1, :]
+    return np.ascontiguousarray(image)
 
 
 def rotate_to_major_axis(image: np.ndarray) -> np.ndarray:
