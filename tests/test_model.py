@@ -4,7 +4,9 @@ import torch
 from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
 
 from astrovader.config import Config
-from astrovader.model.losses import NOISE_FLOOR, border_noise, kl_mixture, kl_standard_normal, reconstruction_loss
+from astrovader.model.losses import (
+    NOISE_FLOOR, aperture_weights, border_noise, kl_mixture, kl_standard_normal, reconstruction_loss,
+)
 from astrovader.model.mixture import MixturePrior
 from astrovader.model.vade import VaDE
 
@@ -186,6 +188,24 @@ def test_gaussian_reconstruction_divides_by_each_images_border_noise():
     # A noiseless image (e.g. a zero border) is floored at the cache's rounding noise, never divided by zero.
     torch.testing.assert_close(border_noise(clean), torch.full((3,), NOISE_FLOOR))
     assert torch.isfinite(reconstruction_loss(clean, clean, "gaussian")).all()
+
+
+@pytest.mark.parametrize("kind", ["mse", "bce", "gaussian"])
+def test_an_aperture_weights_the_centre_fully_and_a_star_far_out_hardly(kind):
+    """model.aperture: a Gaussian weight of sigma = aperture x side, centred on the image."""
+    weights = aperture_weights((3, 32, 32), 0.125, torch.device("cpu")).view(3, 32, 32)
+    assert weights[:, 15:17, 15:17].min() > 0.98 and weights[:, 0, 0].max() < 1e-3
+    torch.testing.assert_close(weights[0], weights[2])  # every band alike
+    assert torch.equal(weights[0, 8], weights[0, 23]) and torch.equal(weights[0, :, 8], weights[0, :, 23])  # symmetric
+    blank = torch.full((3, 1, 32, 32), 0.3)
+    target = blank.clone()
+    target[1, 0, 2:5, 2:5] = 0.9  # a field star in the corner
+    target[2, 0, 15:18, 15:18] = 0.9  # a central galaxy
+    # What missing each costs (the model returns the blank sky), beyond the sky's own term (BCE's entropy):
+    plain, weighted = (reconstruction_loss(blank, target, kind, aperture) - reconstruction_loss(blank, blank, kind, aperture)
+                       for aperture in (None, 0.125))
+    assert weighted[1] < 0.01 * plain[1]  # the star hardly counts
+    assert weighted[2] > 0.8 * plain[2]  # the central galaxy (almost) fully
 
 
 def test_prior_sampling_follows_the_chosen_component():

@@ -83,6 +83,11 @@ class ModelConfig(_Section):
         "gaussian", description="eq. 6 sum of squares (the paper), binary cross-entropy, or a Gaussian likelihood "
         "with each image's noise sigma measured on its border"
     )
+    aperture: float | None = Field(
+        None, gt=0, description="sigma of a Gaussian weight on the reconstruction term centred on the image, as "
+        "a fraction of its side: the central galaxy counts fully, field stars and neighbours far out less; None: "
+        "every pixel alike (the paper)"
+    )
     gamma_scale: float = Field(50.0, gt=0, description="lambda of the eq. 17 min-max scaling")
     responsibilities: Literal["eq17", "posterior"] = Field(
         "posterior", description="gamma in the loss: eq. 17-scaled (the paper) or the plain Bayes posterior (VaDE)"

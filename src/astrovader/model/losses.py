@@ -19,17 +19,36 @@ NOISE_FLOOR = 1.0 / (255.0 * 12**0.5)
 BORDER = 4  # pixels: the frame whose spread measures an image's noise (sky, away from the galaxy)
 
 
-def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, kind: str = "mse",
+                        aperture: float | None = None) -> torch.Tensor:
     """Eq. 6: per-image sum of squared errors (MSE x D); binary cross-entropy x D; or the
     Gaussian negative log-likelihood with each image's own noise sigma (`border_noise`),
     sum of (x - x_hat)^2 / (2 sigma^2) without its constant, so that a noisy image pays less
-    for what is only noise and the model is not paid to reproduce it."""
+    for what is only noise and the model is not paid to reproduce it. With an `aperture` (the
+    sigma of a Gaussian centred on the image, as a fraction of its side) each pixel's term is
+    weighted by it: the central galaxy counts fully, field stars and neighbours far out less."""
     sigma = border_noise(target) if kind == "gaussian" else None
+    shape = target.shape[1:]
     reconstruction, target = reconstruction.float().flatten(1), target.float().flatten(1)
     if kind == "bce":
-        return F.binary_cross_entropy(reconstruction.clamp(1e-6, 1 - 1e-6), target, reduction="none").sum(1)
-    squared = (reconstruction - target).square().sum(1)
-    return squared if sigma is None else squared / (2.0 * sigma.square())
+        per_pixel = F.binary_cross_entropy(reconstruction.clamp(1e-6, 1 - 1e-6), target, reduction="none")
+    else:
+        per_pixel = (reconstruction - target).square()
+    if aperture is not None:
+        per_pixel = per_pixel * aperture_weights(tuple(shape), aperture, target.device)
+    summed = per_pixel.sum(1)
+    return summed if sigma is None else summed / (2.0 * sigma.square())
+
+
+def aperture_weights(shape: tuple[int, ...], aperture: float, device: torch.device) -> torch.Tensor:
+    """exp(-r^2 / 2 (aperture x side)^2) for every value of an image of `shape` ((C, H, W)), flat,
+    r from the image's centre."""
+    height, width = shape[-2:]
+    y = torch.arange(height, device=device, dtype=torch.float32) - (height - 1) / 2
+    x = torch.arange(width, device=device, dtype=torch.float32) - (width - 1) / 2
+    radius_squared = y[:, None].square() + x[None, :].square()
+    weights = torch.exp(-0.5 * radius_squared / (aperture * min(height, width)) ** 2)
+    return weights.expand(shape).flatten()
 
 
 @torch.no_grad()

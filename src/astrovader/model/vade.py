@@ -78,7 +78,8 @@ class VaDE(nn.Module):
         mu, logvar = self.encode(x)
         z = self.reparameterise(mu, logvar, generator) if stochastic else mu
         terms = {
-            "reconstruction": reconstruction_loss(self.decode(z), x, self.config.model.reconstruction).mean(),
+            "reconstruction": reconstruction_loss(self.decode(z), x, self.config.model.reconstruction,
+                                                  self.config.model.aperture).mean(),
             "kl_normal": kl_standard_normal(mu, logvar).mean(),
             "l2": l2_penalty([self.encoder, self.decoder]),
         }
