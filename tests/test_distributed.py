@@ -8,7 +8,8 @@ together are exactly the one-process batch, and DDP averages their gradients. Wh
 the reparameterisation noise (one stream per rank: `seed_for(seed, epoch, rank)`), the random
 flips (drawn per rank and batch) and the order of floating-point sums. With no noise and no
 flips (the two-stage autoencoder, augmentation off) the runs agree to float rounding (observed
-~1e-8 relative; asserted 1e-5); with the VaDE noise they agree to ~0.5 % (asserted 3 %).
+~1e-8 relative; asserted 1e-5); with the VaDE noise they agree to ~3.4 % with the mixture KL
+at weight 1, the default (~0.5 % at 1/256: the prior's pull follows the noise; asserted 5 %).
 """
 
 import os
@@ -192,7 +193,7 @@ def test_killed_two_process_run_resumes_and_matches_one_process(
     assert_same_prior_on_every_rank(ddp)
     single = train_run(tmp_path / "single", vade_config, uneven_cache, progress=False)
     a, b = weights(single), weights(ddp)
-    assert network_difference(a, b) < 0.03  # different noise draws (see the module docstring)
+    assert network_difference(a, b) < 0.05  # different noise draws (see the module docstring)
     one, two = pd.read_csv(single / "metrics.csv"), pd.read_csv(ddp / "metrics.csv")
     assert list(two["epoch"]) == list(range(vade_config.train.total_epochs))  # no epoch written twice
     np.testing.assert_allclose(two["validation_reconstruction"], one["validation_reconstruction"], rtol=0.03)
