@@ -39,7 +39,8 @@ class DataConfig(_Section):
     sky_level: float = Field(0.2, ge=0, lt=1, description="where the sky sits after the peak/asinh scalings")
     orientation: Literal["none", "major-axis", "canonical"] = Field(
         "canonical", description="turn each image so that its galaxy's major axis is horizontal (second moments); "
-        "canonical: then also flip it so that the light off its centre (companions, asymmetries) lies right and up"
+        "canonical: then also flip it so that the light off its centre (companions, asymmetries) lies towards "
+        "its last column and row"
     )
     nonfinite: Literal["zero", "median", "reject"] = "zero"
     train_fraction: float = Field(0.8, gt=0, lt=1)
