@@ -6,7 +6,8 @@ the small measurements that find causes before the full 3-seed tables.
 
 DATASET is simulated, gz1 or fashion-mnist (the benchmark's pixels, rows and splits); METHOD
 one of ours (vade-conv, vade-mlp, two-stage, two-stage-mlp), a pixel baseline (pca-gmm,
-pca-gmm-full, kmeans-pca: seconds, which pixels carry the classes) or ClustPy's VaDE
+pca-gmm-full, pca-gmm-aperture: pixels weighted by the model's aperture, kmeans-pca: seconds,
+which pixels carry the classes) or ClustPy's VaDE
 (clustpy-vade-default, clustpy-vade-matched: on the same prepared pixels); --set overrides any config
 field (data.* settings prepare their own cache first). Prints one JSON line per epoch: the held-out
 NMI of the model's own components (once the prior exists) and, every 5 epochs, that of a
@@ -89,7 +90,7 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     config = methods.run_config(data, method, seed, datasets.FULL).with_overrides(overrides)
     pixels = datasets.prepared_pixels(data, config, datasets.FULL)
     if method in methods.PIXEL_BASELINES:
-        result = methods.run_pixel_baseline(method, pixels, data.classes, seed)
+        result = methods.run_pixel_baseline(method, pixels, data.classes, seed, config.model.aperture)
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
                       {}, result["train_seconds"], [], result["embedded"])
     if method in clustpy_runner.METHODS:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import normalized_mutual_info_score
 
 from astrovader.config import Config
 from benchmarks import clustpy_runner, run, throughput
 from benchmarks.clustering import datasets, methods, records, tables
+from benchmarks.clustering.datasets import Pixels
 from benchmarks.common import machine, machine_description, result_name
 from benchmarks.train_throughput import measure
 
@@ -166,7 +168,7 @@ def test_clustpy_is_skipped_with_a_note_when_its_environment_cannot_be_made(monk
     monkeypatch.setattr(clustpy_runner, "ensure_venv", refuse)
     notes: list[str] = []
     chosen = run.chosen_methods(run.parse(["--clustpy"]), notes)
-    assert chosen == ["vade-conv", "vade-mlp", "two-stage", "two-stage-mlp", "kmeans-pca", "pca-gmm", "pca-gmm-full"]
+    assert chosen == ["vade-conv", "vade-mlp", "two-stage", "two-stage-mlp", "kmeans-pca", "pca-gmm", "pca-gmm-full", "pca-gmm-aperture"]
     assert notes == ["ClustPy skipped: pip install failed (no network)"]
     assert run.chosen_methods(run.parse([]), []) == chosen  # without --clustpy: not even tried
 
@@ -288,3 +290,21 @@ def test_truth_mixtures_score_clusterings_of_the_true_parameters(tmp_path):
     assert set(scores) == {f"{name}_{covariance}" for name in ("class_parameters", "with_nuisances")
                            for covariance in ("diag", "full")}
     assert scores["class_parameters_diag"] > 0.95 and scores["with_nuisances_diag"] < scores["class_parameters_diag"]
+
+
+def test_aperture_baseline_sees_the_centre_where_a_bright_edge_misleads_plain_pca_gmm(tmp_path):
+    # Two classes that differ only in a faint central blob; a bright random corner source in
+    # half the images of either class dominates the plain pixels' variance.
+    rng = np.random.default_rng(0)
+    count, side = 400, 32
+    labels = rng.integers(0, 2, count)
+    images = rng.normal(20.0, 3.0, (count, 1, side, side))
+    images[labels == 1, :, 13:19, 13:19] += 30.0
+    corner = rng.integers(0, 2, count).astype(bool)
+    images[corner, :, :8, :8] += 200.0
+    pixels = Pixels(tmp_path, images[:300].clip(0, 255).astype(np.uint8), images[300:].clip(0, 255).astype(np.uint8),
+                    labels[300:], 300, 0)
+    nmi = {method: normalized_mutual_info_score(
+        labels[300:], methods.run_pixel_baseline(method, pixels, 2, seed=0, aperture=0.15)["clusters"])
+        for method in ("pca-gmm", "pca-gmm-aperture")}
+    assert nmi["pca-gmm"] < 0.2 and nmi["pca-gmm-aperture"] > 0.8, nmi

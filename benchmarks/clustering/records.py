@@ -25,7 +25,7 @@ def run_record(dataset: Dataset, method: str, seed: int, budget: Budget, pixels:
     if method in OURS:
         result = run_ours(config, pixels)
     elif method in PIXEL_BASELINES:
-        result = run_pixel_baseline(method, pixels, dataset.classes, seed)
+        result = run_pixel_baseline(method, pixels, dataset.classes, seed, config.model.aperture)
     else:
         result = run_clustpy(method, config, pixels, dataset.classes, seed, budget)
     scores = label_scores(pixels.test_labels, result["clusters"])
