@@ -9,7 +9,8 @@ one of ours (vade-conv, vade-mlp, two-stage, two-stage-mlp), a pixel baseline (p
 pca-gmm-full, pca-gmm-aperture: pixels weighted by the model's aperture, kmeans-pca: seconds,
 which pixels carry the classes) or ClustPy's VaDE
 (clustpy-vade-default, clustpy-vade-matched: on the same prepared pixels); --set overrides any config
-field (data.* settings prepare their own cache first). Prints one JSON line per epoch: the held-out
+field (data.* settings prepare their own cache first; model.n_components is the number of
+clusters of every method, the data set's classes unless set). Prints one JSON line per epoch: the held-out
 NMI of the model's own components (once the prior exists) and, every 5 epochs, that of a
 full-covariance GaussianMixture refitted to mu_z of the training rows. The final record adds
 accuracy, NMI and ARI of the model and of the refits (diagonal, full), and, on the simulated
@@ -90,13 +91,13 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
     config = methods.run_config(data, method, seed, datasets.FULL).with_overrides(overrides)
     pixels = datasets.prepared_pixels(data, config, datasets.FULL)
     if method in methods.PIXEL_BASELINES:
-        result = methods.run_pixel_baseline(method, pixels, data.classes, seed, config.model.aperture)
+        result = methods.run_pixel_baseline(method, pixels, config.model.n_components, seed, config.model.aperture)
         return scored(data, method, seed, overrides, config, pixels, result["clusters"],
                       {}, result["train_seconds"], [], result["embedded"])
     if method in clustpy_runner.METHODS:
-        result = methods.run_clustpy(method, config, pixels, data.classes, seed, datasets.FULL)
+        result = methods.run_clustpy(method, config, pixels, config.model.n_components, seed, datasets.FULL)
         return scored(data, method, seed, overrides, config, pixels, result["clusters"], {}, result["train_seconds"], [], [])
-    watch = Watch(pixels, data.classes, seed, config.train.alpha_epochs)
+    watch = Watch(pixels, config.model.n_components, seed, config.train.alpha_epochs)
     with tempfile.TemporaryDirectory(prefix="astrovader-probe-") as folder:
         run = keep or Path(folder) / "run"
         train_run(run, config, pixels.cache, progress=False, callbacks=[watch])
@@ -104,7 +105,7 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         model = AstroVaDEr.load(run)
         clusters = model.predict(pixels.test)
         mu_train, mu_test = model.transform(pixels.train), model.transform(pixels.test)
-    refits = {f"refit_{covariance}": refit(mu_train, mu_test, data.classes, covariance, seed)
+    refits = {f"refit_{covariance}": refit(mu_train, mu_test, config.model.n_components, covariance, seed)
               for covariance in ("diag", "full")}
     return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve,
                   [mu_train, mu_test])
