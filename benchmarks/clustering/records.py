@@ -25,9 +25,9 @@ def run_record(dataset: Dataset, method: str, seed: int, budget: Budget, pixels:
     if method in OURS:
         result = run_ours(config, pixels)
     elif method in PIXEL_BASELINES:
-        result = run_pixel_baseline(method, pixels, dataset.classes, seed, config.model.aperture)
+        result = run_pixel_baseline(method, pixels, config.model.n_components, seed, config.model.aperture)
     else:
-        result = run_clustpy(method, config, pixels, dataset.classes, seed, budget)
+        result = run_clustpy(method, config, pixels, config.model.n_components, seed, budget)
     scores = label_scores(pixels.test_labels, result["clusters"])
     train_images, epochs = len(pixels.train), result["epochs"]
     full_epochs = full_epoch_count(dataset, method, seed)
