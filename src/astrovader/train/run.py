@@ -3,6 +3,7 @@ folder (`runs.RunFolder`: config.yaml, run.json, metrics.csv, checkpoints/, the 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import warnings
 from collections.abc import Sequence
@@ -66,7 +67,18 @@ def train_run(out: str | Path, config: Config | None = None, data: str | Path | 
             "data": source, "status": "complete", "runtime": runtime_info(precision), "layout": layout,
             "distributed": _distributed(trainer),
         })
+    if torch.distributed.is_initialized():
+        atexit.unregister(_destroy_process_group)  # once, however many runs this process trains
+        atexit.register(_destroy_process_group)
     return out
+
+
+def _destroy_process_group() -> None:
+    """Lightning leaves its process group alive; destroyed only at interpreter shutdown, gloo's
+    threads can abort the process ("terminate called without an active exception",
+    pytorch#190489). At exit every rank is done with collectives, so each destroys its own."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _apply_layout(train) -> dict | None:
