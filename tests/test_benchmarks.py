@@ -292,6 +292,20 @@ def test_truth_mixtures_score_clusterings_of_the_true_parameters(tmp_path):
     assert scores["class_parameters_diag"] > 0.95 and scores["with_nuisances_diag"] < scores["class_parameters_diag"]
 
 
+def test_ranked_capture_takes_the_most_likely_members_while_the_set_stays_pure():
+    """benchmarks.ceiling's bound on the ellipticals' criterion: ranked by score, the longest
+    prefix at >= min_purity, as a share of the class."""
+    from benchmarks.ceiling import ranked_capture
+
+    is_class = np.array([1, 1, 1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
+    score = np.arange(10, 0, -1)  # already in rank order
+    # prefixes' purity: 1, 1, 1, 0.75, 0.8, 0.83, 0.71, ...; the last at >= 0.8 holds 5 of 6
+    assert ranked_capture(is_class, score, 0.8) == 5 / 6
+    assert ranked_capture(is_class, score, 1.0) == 3 / 6
+    assert ranked_capture(is_class, -score, 0.9) == 0.0  # the least likely first: never pure
+    assert ranked_capture(is_class, score, 0.6) == 1.0
+
+
 def test_aperture_baseline_sees_the_centre_where_a_bright_edge_misleads_plain_pca_gmm(tmp_path):
     # Two classes that differ only in a faint central blob; a bright random corner source in
     # half the images of either class dominates the plain pixels' variance.

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from astrovader.analysis.metrics import label_scores, majority_capture
 from astrovader.atomic import read_json
@@ -65,12 +66,16 @@ def criteria(dataset: Dataset, pixels: Pixels, clusters: np.ndarray) -> dict[str
     return {}
 
 
-def gz1_capture(dataset: Dataset, labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
-    """Issue 20's GZ1 criteria (`analysis.metrics.majority_capture`), class codes read from the
-    catalogue's gz1_class / gz1_class_name pairs."""
+def gz1_class_codes(dataset: Dataset) -> pd.Series:
+    """GZ1 class code by class name, from the catalogue's gz1_class / gz1_class_name pairs."""
     from astrovader.data.catalogue import read_catalogue
 
-    names = read_catalogue(dataset.catalogue).drop_duplicates("gz1_class").set_index("gz1_class_name")["gz1_class"]
+    return read_catalogue(dataset.catalogue).drop_duplicates("gz1_class").set_index("gz1_class_name")["gz1_class"]
+
+
+def gz1_capture(dataset: Dataset, labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    """Issue 20's GZ1 criteria (`analysis.metrics.majority_capture`)."""
+    names = gz1_class_codes(dataset)
     edge_on = majority_capture(labels, clusters, names["edge_on"])
     elliptical = majority_capture(labels, clusters, names["elliptical"], min_purity=0.9)
     return {"edge_on_in_edge_on_components": round(edge_on["completeness"], 4),
