@@ -4,6 +4,7 @@ import torch
 from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
 
 from astrovader.config import Config
+from astrovader.errors import TrainingError
 from astrovader.model.losses import (
     NOISE_FLOOR, aperture_weights, border_noise, kl_mixture, kl_standard_normal, reconstruction_loss,
 )
@@ -190,6 +191,34 @@ def test_gaussian_reconstruction_divides_by_each_images_border_noise():
     assert torch.isfinite(reconstruction_loss(clean, clean, "gaussian")).all()
 
 
+def test_survey_noise_is_one_sigma_for_every_image_and_travels_with_the_model(tmp_path):
+    """model.noise = survey: the median of the training images' border noise, the same sigma for
+    every image in the loss (a noisy image is not paid less), saved and loaded with the weights."""
+    from astrovader.model.io import load_model, save_model
+    from astrovader.model.losses import survey_noise
+
+    generator = torch.Generator().manual_seed(0)
+    sigmas = torch.tensor([0.01, 0.02, 0.02, 0.03, 0.2])
+    images = 0.3 + sigmas[:, None, None, None] * torch.randn(5, 1, 32, 32, generator=generator)
+    assert survey_noise(images, np.arange(5)) == pytest.approx(0.02, rel=0.12)
+    assert survey_noise(images, np.array([4, 0])) == pytest.approx(0.105, rel=0.12)  # only the rows given
+    reconstruction = torch.full_like(images, 0.3)
+    shared = reconstruction_loss(reconstruction, images, "gaussian", sigma=torch.tensor(0.02))
+    torch.testing.assert_close(shared, reconstruction_loss(reconstruction, images, "mse") / (2 * 0.02**2))
+
+    config = Config.from_preset("tiny", data={"image_size": 32})
+    model = VaDE(config)
+    with pytest.raises(TrainingError, match="not measured"):
+        model.loss_terms(images, generator)
+    model.measure_noise(images, np.arange(5))
+    assert model.noise_sigma.item() == pytest.approx(0.02, rel=0.12)
+    save_model(tmp_path / "run", model, config)
+    assert load_model(tmp_path / "run")[0].noise_sigma.item() == model.noise_sigma.item()
+    per_image = VaDE(config.with_overrides({"model.noise": "image"}))
+    per_image.measure_noise(images, np.arange(5))  # not needed: each image's own sigma
+    assert torch.isnan(per_image.noise_sigma) and torch.isfinite(per_image.loss_terms(images, generator)["reconstruction"])
+
+
 @pytest.mark.parametrize("kind", ["mse", "bce", "gaussian"])
 def test_an_aperture_weights_the_centre_fully_and_a_star_far_out_hardly(kind):
     """model.aperture: a Gaussian weight of sigma = aperture x side, centred on the image."""
@@ -226,6 +255,7 @@ def test_bf16_path_keeps_the_mixture_in_fp32_and_agrees_with_fp32():
     with torch.no_grad():
         model.prior.means.normal_()
     x = torch.rand(8, 1, 16, 16)
+    model.measure_noise(x, np.arange(8))
     reference = model.loss_terms(x, torch.Generator().manual_seed(0))
     model.set_precision("bf16")
     assert model.decoder.channels_last

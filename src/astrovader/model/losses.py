@@ -7,27 +7,31 @@ any value here: eq. 11 below is the exact KL(q(z, c | x) || p(z, c)).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from astrovader.data.loader import to_float
 from astrovader.model.mixture import MixturePrior
 
 
 # The noise floor of the Gaussian likelihood: the rounding noise of the uint8 cache (1/255 / sqrt 12).
 NOISE_FLOOR = 1.0 / (255.0 * 12**0.5)
 BORDER = 4  # pixels: the frame whose spread measures an image's noise (sky, away from the galaxy)
+SURVEY_ROWS = 10_000  # images whose median border noise is the survey's (evenly spread over the training split)
 
 
 def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, kind: str = "mse",
-                        aperture: float | None = None) -> torch.Tensor:
+                        aperture: float | None = None, sigma: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 6: per-image sum of squared errors (MSE x D); binary cross-entropy x D; or the
-    Gaussian negative log-likelihood with each image's own noise sigma (`border_noise`),
-    sum of (x - x_hat)^2 / (2 sigma^2) without its constant, so that a noisy image pays less
-    for what is only noise and the model is not paid to reproduce it. With an `aperture` (the
-    sigma of a Gaussian centred on the image, as a fraction of its side) each pixel's term is
-    weighted by it: the central galaxy counts fully, field stars and neighbours far out less."""
-    sigma = border_noise(target) if kind == "gaussian" else None
+    Gaussian negative log-likelihood, sum of (x - x_hat)^2 / (2 sigma^2) without its constant,
+    with the noise `sigma` given (one for the survey) or else each image's own (`border_noise`),
+    so that the model is not paid to reproduce noise. With an `aperture` (the sigma of a
+    Gaussian centred on the image, as a fraction of its side) each pixel's term is weighted by
+    it: the central galaxy counts fully, field stars and neighbours far out less."""
+    if kind == "gaussian" and sigma is None:
+        sigma = border_noise(target)
     shape = target.shape[1:]
     reconstruction, target = reconstruction.float().flatten(1), target.float().flatten(1)
     if kind == "bce":
@@ -37,7 +41,7 @@ def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, kind
     if aperture is not None:
         per_pixel = per_pixel * aperture_weights(tuple(shape), aperture, target.device)
     summed = per_pixel.sum(1)
-    return summed if sigma is None else summed / (2.0 * sigma.square())
+    return summed / (2.0 * sigma.square()) if kind == "gaussian" else summed
 
 
 def aperture_weights(shape: tuple[int, ...], aperture: float, device: torch.device) -> torch.Tensor:
@@ -62,6 +66,16 @@ def border_noise(images: torch.Tensor) -> torch.Tensor:
     pixels = images.float()[..., frame].flatten(1)
     deviation = (pixels - pixels.median(dim=1, keepdim=True).values).abs().median(dim=1).values
     return (1.4826 * deviation).clamp_min(NOISE_FLOOR)
+
+
+def survey_noise(images: np.ndarray, rows: np.ndarray, batch: int = 1024) -> float:
+    """One noise sigma for a survey: the median of `border_noise` over the images of `rows`
+    (uint8 cache or float array, (N, C, H, W)), at most SURVEY_ROWS of them, evenly spread."""
+    if len(rows) > SURVEY_ROWS:
+        rows = rows[np.linspace(0, len(rows) - 1, SURVEY_ROWS).round().astype(int)]
+    rows = np.sort(rows)
+    sigmas = [border_noise(to_float(images[rows[start:start + batch]])) for start in range(0, len(rows), batch)]
+    return float(torch.cat(sigmas).quantile(0.5))
 
 
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from astrovader.config import Config
-from astrovader.model.losses import kl_mixture, kl_standard_normal, l2_penalty, reconstruction_loss
+from astrovader.errors import TrainingError
+from astrovader.model.losses import kl_mixture, kl_standard_normal, l2_penalty, reconstruction_loss, survey_noise
 from astrovader.model.mixture import MixturePrior
 from astrovader.model.networks import build_networks
 
@@ -31,6 +32,9 @@ class VaDE(nn.Module):
         self.prior = MixturePrior(model.n_components, model.latent_dim, model.gamma_scale, model.covariance,
                                   model.responsibilities)
         self.precision = "fp32"
+        # model.noise = survey: the gaussian reconstruction's one sigma, measured on the training
+        # images before training (`measure_noise`) and saved with the weights; NaN until then.
+        self.register_buffer("noise_sigma", torch.tensor(float("nan")))
 
     # -- precision ------------------------------------------------------------------------
     def set_precision(self, precision: str) -> None:
@@ -68,6 +72,24 @@ class VaDE(nn.Module):
         return mu + (0.5 * logvar).exp() * noise
 
     # -- loss -------------------------------------------------------------------------------
+    @property
+    def uses_survey_noise(self) -> bool:
+        return self.config.model.reconstruction == "gaussian" and self.config.model.noise == "survey"
+
+    def measure_noise(self, images, rows) -> None:
+        """Set the survey's noise sigma from the training images (when model.noise is survey)."""
+        if self.uses_survey_noise:
+            self.noise_sigma.fill_(survey_noise(images, rows))
+
+    def _noise(self) -> torch.Tensor | None:
+        """The gaussian reconstruction's sigma: the survey's, or None for each image's own."""
+        if not self.uses_survey_noise:
+            return None
+        if torch.isnan(self.noise_sigma):
+            raise TrainingError("model.noise = survey, but the survey's noise was not measured: call "
+                                "VaDE.measure_noise on the training images first")
+        return self.noise_sigma
+
     def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None, stochastic: bool = True,
                    with_mixture: bool = True) -> dict[str, torch.Tensor]:
         """Per-sample reconstruction, KL to N(0, I) and mixture KL (batch means), plus the L2 sum.
@@ -79,7 +101,7 @@ class VaDE(nn.Module):
         z = self.reparameterise(mu, logvar, generator) if stochastic else mu
         terms = {
             "reconstruction": reconstruction_loss(self.decode(z), x, self.config.model.reconstruction,
-                                                  self.config.model.aperture).mean(),
+                                                  self.config.model.aperture, self._noise()).mean(),
             "kl_normal": kl_standard_normal(mu, logvar).mean(),
             "l2": l2_penalty([self.encoder, self.decoder]),
         }

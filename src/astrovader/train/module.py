@@ -39,6 +39,7 @@ class VaDETraining(L.LightningModule):
         self.config = config
         self.data = data
         self.model = VaDE(config)
+        self.model.measure_noise(data.images, data.train_rows)  # a resumed run's checkpoint restores the same value
         # EM updates (train.prior_update: em): the GMM callback refits the prior, not the optimiser.
         self.model.prior.requires_grad_(config.train.prior_update == "gradient")
         self.phase: Phase = phase_at(0, config.train)
