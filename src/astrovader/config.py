@@ -310,9 +310,9 @@ PAPER = {
 # clusters best as measured (docs/method.md, "Beyond the paper"): sky-aware asinh pixels with
 # the knee at 30 noise sigmas, each galaxy turned to its major axis and flipped to a canonical
 # side (no flips in training), the Gaussian likelihood with the survey's noise (one sigma for
-# every image) inside an aperture of 0.19 of the side, the mixture KL at weight 1 (the ELBO of that likelihood), a
-# plain autoencoder pretraining without L2, ClustPy's learning rates, the plain posterior and a
-# diagonal prior initialised on every training row.
+# every image) inside an aperture of 0.19 of the side, the mixture KL at weight 1 (the ELBO of
+# that likelihood), a plain autoencoder pretraining without L2, ClustPy's learning rates, the
+# plain posterior and a diagonal prior initialised on every training row.
 CPU: dict[str, Any] = {}
 
 # For tests: seconds, not minutes. At 16 px a reconstruction term sums only 256 pixels, so the
