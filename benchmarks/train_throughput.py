@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from astrovader.config import Config
@@ -40,7 +39,6 @@ def training_step(preset: str, size: int, precision: str, batch: int | None = No
         model.prior.initialised.fill_(True)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
     images = torch.rand(batch, config.data.bands, size, size)
-    model.measure_noise(images, np.arange(batch))
     generator = torch.Generator().manual_seed(0)
 
     def step() -> None:

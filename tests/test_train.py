@@ -112,10 +112,7 @@ def test_the_module_refuses_to_train_without_the_s3vdc_callbacks(tiny_config, tm
 def test_final_refit_trains_the_prior_by_gradient_and_ends_on_an_em_fit(blob_cache, tiny_config, tmp_path):
     from astrovader.train.module import TrainingData, VaDETraining
 
-    # Each image's own noise: with the survey's sigma these blobs' 2 autoencoder epochs leave the
-    # embedding at one point (std 0.002, measured), where EM's fixed point is set by its covariance
-    # floor rather than the data and the check below means nothing.
-    config = tiny_config.with_overrides({"model.covariance": "full", "train.final_refit": True, "model.noise": "image"})
+    config = tiny_config.with_overrides({"model.covariance": "full", "train.final_refit": True})
     module = VaDETraining(config, TrainingData(np.zeros((1, 1, 16, 16)), np.arange(1), np.arange(1)))
     trained = {id(parameter) for group in module.configure_optimizers().param_groups for parameter in group["params"]}
     assert all(id(parameter) in trained for parameter in module.model.prior.parameters())
@@ -136,6 +133,17 @@ def assert_prior_is_an_em_fit(run, blob_cache):
     scale = embeddings.std(0).max()
     assert np.abs(again.means_ - model.means_).max() < 0.05 * scale
     np.testing.assert_allclose(again.weights_, model.weights_, atol=0.02)
+
+
+def test_survey_noise_is_measured_on_the_training_rows_and_saved(blob_cache, tiny_config, tmp_path):
+    from astrovader.data.cache import Cache
+    from astrovader.model.losses import survey_noise
+
+    config = tiny_config.with_overrides({"model.noise": "survey", "train.periods": 0})
+    run = train_run(tmp_path / "survey", config, blob_cache, progress=False)
+    cache = Cache(blob_cache)
+    expected = survey_noise(cache.images, cache.split("train")["row"].to_numpy())
+    assert weights(run)["noise_sigma"].item() == pytest.approx(expected) and expected > 0
 
 
 def test_refuses_to_overwrite_a_run(tiny_run, blob_cache, tiny_config):

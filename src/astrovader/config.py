@@ -85,9 +85,9 @@ class ModelConfig(_Section):
         "gaussian", description="eq. 6 sum of squares (the paper), binary cross-entropy, or a Gaussian likelihood "
         "whose noise sigma is measured on the images' borders (model.noise)"
     )
-    noise: Literal["survey", "image"] = Field(
-        "survey", description="sigma of the gaussian reconstruction: survey, one for every image (the median of the "
-        "training images' border noise, measured before training and saved with the model); image, each image's own"
+    noise: Literal["image", "survey"] = Field(
+        "image", description="sigma of the gaussian reconstruction: image, each image's own; survey, one for every "
+        "image (the median of the training images' border noise, measured before training and saved with the model)"
     )
     aperture: float | None = Field(
         0.1875, gt=0, description="sigma of a Gaussian weight on the reconstruction term centred on the image, as "
@@ -309,10 +309,10 @@ PAPER = {
 # times); and the recipe that
 # clusters best as measured (docs/method.md, "Beyond the paper"): sky-aware asinh pixels with
 # the knee at 30 noise sigmas, each galaxy turned to its major axis and flipped to a canonical
-# side (no flips in training), the Gaussian likelihood with the survey's noise (one sigma for
-# every image) inside an aperture of 0.19 of the side, the mixture KL at weight 1 (the ELBO of
-# that likelihood), a plain autoencoder pretraining without L2, ClustPy's learning rates, the
-# plain posterior and a diagonal prior initialised on every training row.
+# side (no flips in training), the Gaussian likelihood with each image's noise inside an
+# aperture of 0.19 of the side, the mixture KL at weight 1 (the ELBO of that likelihood), a
+# plain autoencoder pretraining without L2, ClustPy's learning rates, the plain posterior and a
+# diagonal prior initialised on every training row.
 CPU: dict[str, Any] = {}
 
 # For tests: seconds, not minutes. At 16 px a reconstruction term sums only 256 pixels, so the
