@@ -33,8 +33,8 @@ class VaDE(nn.Module):
                                   model.responsibilities)
         self.precision = "fp32"
         # model.noise = survey: the gaussian reconstruction's one sigma, measured on the training
-        # images before training (`measure_noise`) and saved with the weights; NaN until then.
-        self.register_buffer("noise_sigma", torch.tensor(float("nan")))
+        # images before training (`measure_noise`) and saved with the weights; 0 until then.
+        self.register_buffer("noise_sigma", torch.tensor(0.0))
 
     # -- precision ------------------------------------------------------------------------
     def set_precision(self, precision: str) -> None:
@@ -85,7 +85,7 @@ class VaDE(nn.Module):
         """The gaussian reconstruction's sigma: the survey's, or None for each image's own."""
         if not self.uses_survey_noise:
             return None
-        if torch.isnan(self.noise_sigma):
+        if self.noise_sigma <= 0:
             raise TrainingError("model.noise = survey, but the survey's noise was not measured: call "
                                 "VaDE.measure_noise on the training images first")
         return self.noise_sigma
