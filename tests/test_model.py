@@ -4,7 +4,7 @@ import torch
 from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
 
 from astrovader.config import Config
-from astrovader.errors import TrainingError
+from astrovader.errors import InputError, TrainingError
 from astrovader.model.losses import (
     NOISE_FLOOR, aperture_weights, border_noise, kl_mixture, kl_standard_normal, reconstruction_loss,
 )
@@ -194,6 +194,8 @@ def test_gaussian_reconstruction_divides_by_each_images_border_noise():
 def test_survey_noise_is_one_sigma_for_every_image_and_travels_with_the_model(tmp_path):
     """model.noise = survey: the median of the training images' border noise, the same sigma for
     every image in the loss (a noisy image is not paid less), saved and loaded with the weights."""
+    from safetensors.torch import load_file, save_file
+
     from astrovader.model.io import load_model, save_model
     from astrovader.model.losses import survey_noise
 
@@ -214,6 +216,18 @@ def test_survey_noise_is_one_sigma_for_every_image_and_travels_with_the_model(tm
     assert model.noise_sigma.item() == pytest.approx(0.02, rel=0.12)
     save_model(tmp_path / "run", model, config)
     assert load_model(tmp_path / "run")[0].noise_sigma.item() == model.noise_sigma.item()
+    # A model saved before model.noise (no noise_sigma) loads; a damaged file is a one-line error naming it.
+    weights = tmp_path / "run" / "model.safetensors"
+    state = load_file(str(weights))
+    save_file({name: tensor for name, tensor in state.items() if name != "noise_sigma"}, str(weights))
+    assert load_model(tmp_path / "run")[0].noise_sigma.item() == 0
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(InputError, match=r"run/model.safetensors: not a readable safetensors model") as caught:
+        load_model(tmp_path / "run")
+    assert "\n" not in str(caught.value)
+    save_model(tmp_path / "other", VaDE(config.with_overrides({"model.latent_dim": 8})), config)  # weights of another network
+    with pytest.raises(InputError, match=r"other/model.safetensors: its weights do not fit the network model.json describes"):
+        load_model(tmp_path / "other")
     per_image = VaDE(config.with_overrides({"model.noise": "image"}))
     per_image.measure_noise(images, np.arange(5))  # not needed: each image's own sigma
     assert per_image.noise_sigma == 0 and torch.isfinite(per_image.loss_terms(images, generator)["reconstruction"])

@@ -43,6 +43,15 @@ def load_model(folder: str | Path) -> tuple[VaDE, dict[str, Any]]:
     metadata = read_json(folder / METADATA)
     config = Config.from_dict(metadata["config"], source=str(folder / METADATA))
     model = VaDE(config)
-    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    try:
+        state = load_file(str(folder / WEIGHTS))
+    except Exception as error:  # noqa: BLE001 - any parse failure means a bad file
+        raise InputError(f"{folder / WEIGHTS}: not a readable safetensors model ({error})") from None
+    state.setdefault("noise_sigma", model.noise_sigma)  # saved before model.noise: each image's own sigma
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise InputError(f"{folder / WEIGHTS}: its weights do not fit the network {METADATA} describes "
+                         f"({' '.join(str(error).split())})") from None
     model.set_precision(choose_precision(config.train.precision, "cpu"))
     return model.eval(), metadata
