@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from astrovader.data.loader import evenly_spread
+
 PERCENTILES = np.linspace(0, 100, 101)
 LOW_LIKELIHOOD, HIGH_MSE = 1.0, 99.0  # percentiles of the training split beyond which an input is flagged
 EXPECTED_SHARE = (LOW_LIKELIHOOD + 100 - HIGH_MSE) / 100
@@ -36,10 +38,8 @@ def training_reference(outputs: dict[str, np.ndarray]) -> dict:
 
 
 def reference_rows(rows: np.ndarray) -> np.ndarray:
-    """At most REFERENCE_ROWS of the training rows, evenly spread (so the cost stays bounded)."""
-    if len(rows) <= REFERENCE_ROWS:
-        return rows
-    return rows[np.linspace(0, len(rows) - 1, REFERENCE_ROWS).round().astype(int)]
+    """At most REFERENCE_ROWS of the training rows, evenly spread."""
+    return evenly_spread(rows, REFERENCE_ROWS)
 
 
 def quantile(values: np.ndarray, percentiles: list[float]) -> np.ndarray:

@@ -123,6 +123,13 @@ class EpochBatches(Dataset):
         return augment(batch, self.augmentation if self.shuffle else "none", generator)
 
 
+def evenly_spread(rows: np.ndarray, limit: int) -> np.ndarray:
+    """At most `limit` of `rows`, evenly spread over them (so a measurement's cost stays bounded)."""
+    if len(rows) <= limit:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, limit).round().astype(int)]
+
+
 def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """images[rows] with the reads in ascending row order (sequential on a memory map)."""
     rows = np.asarray(rows)

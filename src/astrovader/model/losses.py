@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from astrovader.data.loader import to_float
+from astrovader.data.loader import evenly_spread, to_float
 from astrovader.model.mixture import MixturePrior
 
 
@@ -71,9 +71,7 @@ def border_noise(images: torch.Tensor) -> torch.Tensor:
 def survey_noise(images: np.ndarray, rows: np.ndarray, batch: int = 1024) -> float:
     """One noise sigma for a survey: the median of `border_noise` over the images of `rows`
     (uint8 cache or float array, (N, C, H, W)), at most SURVEY_ROWS of them, evenly spread."""
-    if len(rows) > SURVEY_ROWS:
-        rows = rows[np.linspace(0, len(rows) - 1, SURVEY_ROWS).round().astype(int)]
-    rows = np.sort(rows)
+    rows = np.sort(evenly_spread(rows, SURVEY_ROWS))
     sigmas = [border_noise(to_float(images[rows[start:start + batch]])) for start in range(0, len(rows), batch)]
     return float(torch.cat(sigmas).quantile(0.5))
 
