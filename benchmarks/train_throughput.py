@@ -1,6 +1,7 @@
-"""Training throughput: images/s of one s3VDC training step (encode, sample, decode, all loss
-terms, backward, Adam) for the paper, cpu and tiny networks at 128 and 64 px, as a fraction of
-the machine's peak (`benchmarks.peak`, shared by every script of a run).
+"""Training throughput: images/s of one s3VDC training step (encode, sample, decode, the loss
+with the weights of the preset's last epoch, backward, Adam) for the paper, cpu and tiny
+networks at 128 and 64 px, as a fraction of the machine's peak (`benchmarks.peak`, shared by
+every script of a run).
 
     python -m benchmarks.train_throughput [--quick]
 
@@ -19,6 +20,8 @@ import torch
 from astrovader.config import Config
 from astrovader.hardware import choose_precision
 from astrovader.model.vade import VaDE
+from astrovader.train.module import step_loss
+from astrovader.train.schedule import phase_at
 from benchmarks.common import fast_allocator, flops_per_item, rate, result_name, write_result
 from benchmarks.peak import fraction, machine_peak
 
@@ -41,9 +44,10 @@ def training_step(preset: str, size: int, precision: str, batch: int | None = No
     images = torch.rand(batch, config.data.bands, size, size)
     generator = torch.Generator().manual_seed(0)
 
+    phase = phase_at(config.train.total_epochs - 1, config.train)  # the preset's own loss weights
+
     def step() -> None:
-        terms = model.loss_terms(images, generator)
-        loss = terms["reconstruction"] + 0.01 * terms["l2"] + 0.3 * terms["kl_mixture"]
+        loss, _ = step_loss(model, images, generator, phase)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

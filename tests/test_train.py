@@ -146,6 +146,19 @@ def test_survey_noise_is_measured_on_the_training_rows_and_saved(blob_cache, tin
     assert weights(run)["noise_sigma"].item() == pytest.approx(expected) and expected > 0
 
 
+def test_a_checkpoint_written_before_the_noise_sigma_buffer_resumes(blob_cache, tiny_config, tmp_path):
+    from astrovader.train.checkpoint import load_safe, save_safe
+
+    config = tiny_config.with_overrides({"train.alpha_epochs": 1, "train.periods": 0})
+    run = train_run(tmp_path / "old", config, blob_cache, progress=False)
+    finished = weights(run)
+    checkpoint = load_safe(run / "checkpoints" / "last.ckpt")
+    del checkpoint["state_dict"]["model.noise_sigma"]
+    save_safe(checkpoint, run / "checkpoints" / "last.ckpt")
+    train_run(run, resume=True, progress=False)
+    assert_same_weights(weights(run), finished)
+
+
 def test_refuses_to_overwrite_a_run(tiny_run, blob_cache, tiny_config):
     with pytest.raises(InputError, match="--resume"):
         train_run(tiny_run, tiny_config, blob_cache, progress=False)
@@ -254,3 +267,23 @@ def test_cli_train_reports_on_global_rank_0_only(tmp_path, monkeypatch):
 def test_cli_train_needs_exactly_one_of_out_and_resume(tmp_path):
     result = CliRunner().invoke(app, ["train"])
     assert result.exit_code != 0 and "exactly one of --out" in str(result.exception)
+
+
+def test_a_step_adds_the_l2_penalty_with_its_phase_weight_and_skips_it_at_weight_0():
+    from astrovader.config import Config
+    from astrovader.model.losses import l2_penalty
+    from astrovader.model.vade import VaDE
+    from astrovader.train.module import step_loss
+    from astrovader.train.schedule import Phase
+
+    torch.manual_seed(0)
+    model = VaDE(Config.from_preset("tiny"))
+    x = torch.rand(8, 1, 16, 16)
+    without, terms = step_loss(model, x, torch.Generator().manual_seed(0), Phase("alpha", 0, 0.5, 0.0, 1e-3, 0.0))
+    with_l2, _ = step_loss(model, x, torch.Generator().manual_seed(0), Phase("alpha", 0, 0.5, 0.0, 1e-3, 0.01))
+    squares = sum(float(p.square().sum()) for network in (model.encoder, model.decoder)
+                  for name, p in network.named_parameters())  # every parameter is a conv or linear one
+    assert float(l2_penalty([model.encoder, model.decoder])) == pytest.approx(squares, rel=1e-5)
+    assert float(with_l2 - without) == pytest.approx(0.01 * squares, rel=1e-4)
+    assert float(without) == pytest.approx(float(terms["reconstruction"] + 0.5 * terms["kl_normal"]), rel=1e-6)
+    assert "kl_mixture" not in terms  # no mixture before the prior is initialised

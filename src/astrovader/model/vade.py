@@ -14,7 +14,7 @@ from torch import nn
 
 from astrovader.config import Config
 from astrovader.errors import TrainingError
-from astrovader.model.losses import kl_mixture, kl_standard_normal, l2_penalty, reconstruction_loss, survey_noise
+from astrovader.model.losses import kl_mixture, kl_standard_normal, reconstruction_loss, survey_noise
 from astrovader.model.mixture import MixturePrior
 from astrovader.model.networks import build_networks
 
@@ -92,7 +92,7 @@ class VaDE(nn.Module):
 
     def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None, stochastic: bool = True,
                    with_mixture: bool = True) -> dict[str, torch.Tensor]:
-        """Per-sample reconstruction, KL to N(0, I) and mixture KL (batch means), plus the L2 sum.
+        """Per-sample reconstruction, KL to N(0, I) and mixture KL, as batch means.
 
         `stochastic=False` decodes mu (the plain autoencoder of the two-stage baseline);
         `with_mixture=False` skips the mixture KL (before the prior is initialised).
@@ -103,7 +103,6 @@ class VaDE(nn.Module):
             "reconstruction": reconstruction_loss(self.decode(z), x, self.config.model.reconstruction,
                                                   self.config.model.aperture, self._noise()).mean(),
             "kl_normal": kl_standard_normal(mu, logvar).mean(),
-            "l2": l2_penalty([self.encoder, self.decoder]),
         }
         if with_mixture:
             # gamma from the sampled z during training, as VaDE; prediction uses mu_z.

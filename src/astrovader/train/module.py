@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from astrovader.config import Config
 from astrovader.data.loader import EpochBatches, seed_for
 from astrovader.errors import TrainingError
+from astrovader.model.losses import l2_penalty
 from astrovader.model.vade import VaDE
 from astrovader.train.schedule import Phase, phase_at
 
@@ -88,6 +89,11 @@ class VaDETraining(L.LightningModule):
             self._train_batches.set_epoch(epoch)
         self.epoch_sums = {}
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint written before model.noise existed has no noise_sigma buffer: keep the one
+        # measured on this run's training rows, so that an interrupted older run still resumes.
+        checkpoint["state_dict"].setdefault("model.noise_sigma", self.model.noise_sigma.clone())
+
     def on_validation_epoch_start(self) -> None:
         self.validation_generator = torch.Generator(device=self.device).manual_seed(
             seed_for(self.config.train.seed, VALIDATION_STREAM, self.global_rank)
@@ -95,17 +101,7 @@ class VaDETraining(L.LightningModule):
 
     # -- steps ------------------------------------------------------------------------------
     def _step(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        phase = self.phase
-        with_mixture = bool(self.model.prior.initialised)
-        terms = self.model.loss_terms(
-            batch, generator, stochastic=phase.name != "autoencoder", with_mixture=with_mixture
-        )
-        total = terms["reconstruction"] + phase.l2_weight * terms["l2"]
-        total = total + phase.kl_normal_weight * terms["kl_normal"]
-        if with_mixture and phase.kl_mixture_weight > 0:
-            total = total + phase.kl_mixture_weight * terms["kl_mixture"]
-        terms["total"] = total
-        return total, terms
+        return step_loss(self.model, batch, generator, self.phase)
 
     def training_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
         total, terms = self._step(batch, self.generator)
@@ -124,8 +120,7 @@ class VaDETraining(L.LightningModule):
     def _accumulate(self, stage: str, terms: dict[str, torch.Tensor], count: int) -> None:
         sums = self.epoch_sums.setdefault(stage, defaultdict(float))
         for name, value in terms.items():
-            if name != "l2":
-                sums[name] += float(value.detach()) * count
+            sums[name] += float(value.detach()) * count
         sums["count"] += count
 
     def epoch_means(self, stage: str) -> dict[str, float]:
@@ -145,6 +140,23 @@ class VaDETraining(L.LightningModule):
         # The L2 penalty is explicit in the loss (as Keras' regulariser), not Adam weight decay.
         trained = [parameter for parameter in self.parameters() if parameter.requires_grad]
         return torch.optim.Adam(trained, lr=self.config.train.learning_rate)
+
+
+def step_loss(model: VaDE, batch: torch.Tensor, generator: torch.Generator | None,
+              phase: Phase) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One batch's loss with the weights of its epoch's Phase: (total, each term's batch mean).
+    The L2 sum over every weight is made only where its weight is not 0 (the default recipe
+    trains without it), so that a step does not pay for a term it multiplies by 0."""
+    with_mixture = bool(model.prior.initialised)
+    terms = model.loss_terms(batch, generator, stochastic=phase.name != "autoencoder", with_mixture=with_mixture)
+    total = terms["reconstruction"]
+    if phase.l2_weight > 0:
+        total = total + phase.l2_weight * l2_penalty([model.encoder, model.decoder])
+    total = total + phase.kl_normal_weight * terms["kl_normal"]
+    if with_mixture and phase.kl_mixture_weight > 0:
+        total = total + phase.kl_mixture_weight * terms["kl_mixture"]
+    terms["total"] = total
+    return total, terms
 
 
 def _describe(terms: dict[str, torch.Tensor]) -> str:
