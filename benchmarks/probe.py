@@ -15,7 +15,9 @@ NMI of the model's own components (once the prior exists) and, every 5 epochs, t
 full-covariance GaussianMixture refitted to mu_z of the training rows. The final record adds
 accuracy, NMI and ARI of the model and of the refits (diagonal, full), and, on the simulated
 galaxies, the NMI of the components against each truth attribute and the held-out R^2 of a
-linear read-out of each attribute from the features (analysis.truth). Records go
+linear read-out of each attribute from the features (analysis.truth); for our models, how many
+of the test images' secondary sources (companions, neighbours, stars) their reconstructions
+keep (analysis.sources). Records go
 to results/probes/<NAME>.json; benchmarks/README.md lists the probes run so far.
 """
 
@@ -32,6 +34,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from astrovader.analysis.metrics import label_scores
+from astrovader.analysis.sources import recovery_summary, source_recovery
 from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
 from astrovader.model.inference import model_outputs
@@ -105,10 +108,13 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         model = AstroVaDEr.load(run)
         clusters = model.predict(pixels.test)
         mu_train, mu_test = model.transform(pixels.train), model.transform(pixels.test)
+        sources = source_recovery(model.pixels(pixels.test), model.reconstruct(pixels.test))
     refits = {f"refit_{covariance}": refit(mu_train, mu_test, config.model.n_components, covariance, seed)
               for covariance in ("diag", "full")}
-    return scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve,
-                  [mu_train, mu_test])
+    record = scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve,
+                    [mu_train, mu_test])
+    record["sources"] = {key: round(value, 4) for key, value in recovery_summary(sources, len(pixels.test)).items()}
+    return record
 
 
 def scored(data: datasets.Dataset, method: str, seed: int, overrides: dict, config, pixels: datasets.Pixels,
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     name = arguments.name or "-".join([arguments.dataset, arguments.method, f"seed{arguments.seed}",
                                        *(f"{key.split('.')[-1]}={value}" for key, value in overrides.items())])
     write_result(f"probes/{name}", record, echo=False)
-    print({"final": record["scores"], **{key: record[key] for key in ("truth", "linear", "gz1") if key in record}})
+    print({"final": record["scores"], **{key: record[key] for key in ("truth", "linear", "gz1", "sources") if key in record}})
     return 0
 
 

@@ -19,7 +19,7 @@ from astrovader.cli import app
 from astrovader.errors import AstroVaDErError
 from astrovader.report import ReportOptions, build_report
 
-SECTIONS = ("Training losses", "Reconstructions", "Clusters", "Components (Figs. 6-7)", "Components 0, 2 only",
+SECTIONS = ("Training losses", "Reconstructions", "Secondary sources in the reconstructions", "Clusters", "Components (Figs. 6-7)", "Components 0, 2 only",
             "Known classes: label_name", "Choosing K", "Generation (Figs. 9-11)")
 
 
@@ -76,6 +76,8 @@ def test_report_summary_numbers(report, run_dir):
     assert sum(sum(row.values()) for row in saved["class_component"].values()) == summary.objects
     assert saved["choose_k"]["fits"] == 2 and saved["headline"]["recommended K"] == saved["choose_k"]["recommended_k"]
     assert saved["headline"]["mean mse"] > 0 and np.isfinite(saved["headline"]["final validation loss"])
+    sources = saved["secondary_sources"]
+    assert sources["images"] == summary.objects and sources["sources"] == sum(row["sources"] for row in sources["by_height"][:-1])
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):

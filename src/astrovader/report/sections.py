@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from astrovader.analysis import clusters, figures, metrics, shift, truth
+from astrovader.analysis import clusters, figures, metrics, shift, sources, truth
 from astrovader.analysis.choose_k import choose_k
 from astrovader.analysis.galaxy_zoo import vote_counts
 from astrovader.generate.figures import report_figures
@@ -20,6 +20,7 @@ from astrovader.runs import RunFolder
 # Per-class purest component: only components of at least this many members (or 1 % of the
 # objects) compete, so that a one-galaxy component is not reported as 100 % pure.
 MIN_COMPONENT_SIZE = 10
+SOURCE_OBJECTS = 2000  # objects (a seeded sample) searched for secondary sources: seconds, bounded memory
 
 
 def training(context: Context) -> None:
@@ -98,6 +99,27 @@ def reconstructions(context: Context) -> None:
     titles = [f"{objects.mse[b]:.2g} / {objects.mse[w]:.2g}" for b, w in zip(best, worst)]
     parts.append(context.page.figure("fig04_best_worst", figures.image_grid(grid, titles),
                                      "Lowest and highest mean squared error per pixel (titles: best / worst MSE)."))
+
+
+def secondary_sources(context: Context) -> None:
+    """Companions, neighbours and stars in the inputs, and the share the reconstructions keep."""
+    parts = context.page.section("Secondary sources in the reconstructions")
+    objects, options = context.objects, context.options
+    rng = np.random.default_rng(options.seed)
+    chosen = np.sort(rng.choice(len(objects), min(SOURCE_OBJECTS, len(objects)), replace=False))
+    inputs = context.images.pixels(chosen)
+    if inputs is None:
+        parts.append(Page.note("input images unavailable: secondary sources not searched"))
+        return
+    found = sources.source_recovery(inputs, decode(context.run.model, objects.mu[chosen]))
+    summary = sources.recovery_summary(found, len(chosen))
+    table = sources.recovery_table(found)
+    context.headline["secondary sources kept"] = summary["kept"]
+    context.tables["secondary_sources"] = {**summary, "by_height": table.reset_index().astype({"height": str}).to_dict(orient="records")}
+    parts.append(Page.table(table, f"Sources besides the central galaxy (peaks at least {sources.DETECTION_SIGMA:g} noise "
+                                   f"sigmas above the sky, beyond {sources.CENTRE_FRACTION:g} of the side from the centre) "
+                                   f"in {len(chosen)} objects ({summary['with_sources']:.1%} have one), and the share "
+                                   f"the reconstruction of mu_z keeps within {sources.MATCH_PX:g} px, by height."))
 
 
 def cluster_tables(context: Context) -> None:
@@ -274,6 +296,6 @@ def generation(context: Context) -> None:
     parts.append(Page.note("Deblending (Fig. 12) needs a chosen galaxy and clean component: `astrovader generate --deblend`."))
 
 
-SECTIONS = (training, input_shift, reconstructions, cluster_tables, galleries, subset_galleries, known_classes,
+SECTIONS = (training, input_shift, reconstructions, secondary_sources, cluster_tables, galleries, subset_galleries, known_classes,
             simulation_truth, choosing_k,
             galaxy_zoo, generation)
