@@ -33,6 +33,8 @@ def test_a_companion_is_found_where_it_is_and_kept_only_if_the_reconstruction_ha
     assert found["radius_px"].iloc[0] == pytest.approx(np.hypot(47 - 31.5, 30 - 31.5), abs=1.5)
     assert found["kept"].tolist() == [False, True]
     assert (found["height_sigma"] > 7).all()
+    as_uint8 = (np.clip(inputs, 0, 1) * 255).round().astype(np.uint8)  # the cache's pixels
+    assert source_recovery(as_uint8, reconstructions)["kept"].tolist() == [False, True]
     summary = recovery_summary(found, 2)
     assert summary == {"images": 2, "with_sources": 1.0, "sources": 2, "kept": 0.5}
     table = recovery_table(found)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from astrovader.data.loader import to_float
 from astrovader.model.losses import BORDER
 
 SMOOTHING = 1.0  # px: a Gaussian matched to the smallest companions, which averages the noise down
@@ -53,7 +54,9 @@ def find_sources(image: np.ndarray, sky: float | None = None, noise: float | Non
 def source_recovery(inputs: np.ndarray, reconstructions: np.ndarray) -> pd.DataFrame:
     """One row per source of the inputs (N, C, H, W): the image it is in (`object`, a position
     in `inputs`), `row`, `column`, `radius_px` from the centre, `height_sigma`, and `kept`
-    (the reconstruction of the same image has a source within MATCH_PX)."""
+    (the reconstruction of the same image has a source within MATCH_PX). Pixels as the model
+    takes them: uint8 (the cache's) or floats in [0, 1]."""
+    inputs, reconstructions = to_float(inputs).numpy(), to_float(reconstructions).numpy()
     found = []
     for position, (image, reconstruction) in enumerate(zip(inputs, reconstructions)):
         sources, heights, sky, noise = find_sources(image)
