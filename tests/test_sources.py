@@ -40,6 +40,7 @@ def test_a_companion_is_found_where_it_is_and_kept_only_if_the_reconstruction_ha
     table = recovery_table(found)
     assert table.loc["all", "sources"] == 2 and table.loc["all", "kept"] == 0.5
     assert table["sources"].iloc[:-1].sum() == 2  # every source in one height bin
+    assert list(table.index) == ["7-15 sigma", "15-30 sigma", "30-60 sigma", ">= 60 sigma", "all"]
 
 
 def test_noise_and_the_central_galaxy_are_not_sources():

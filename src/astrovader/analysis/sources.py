@@ -77,7 +77,8 @@ def source_recovery(inputs: np.ndarray, reconstructions: np.ndarray) -> pd.DataF
 def recovery_table(sources: pd.DataFrame) -> pd.DataFrame:
     """Sources and the share kept, by height (BRIGHTNESS_BINS) and over all."""
     bins = pd.cut(sources["height_sigma"], BRIGHTNESS_BINS, right=False,
-                  labels=[f"{low:g}-{high:g} sigma" for low, high in zip(BRIGHTNESS_BINS[:-1], BRIGHTNESS_BINS[1:])])
+                  labels=[f"{low:g}-{high:g} sigma" if np.isfinite(high) else f">= {low:g} sigma"
+                          for low, high in zip(BRIGHTNESS_BINS[:-1], BRIGHTNESS_BINS[1:])])
     table = sources.groupby(bins, observed=False)["kept"].agg(sources="size", kept="mean")
     table.loc["all"] = [len(sources), sources["kept"].mean() if len(sources) else np.nan]
     table.index.name = "height"
