@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import ndimage
 
 from astrovader.data.loader import to_float
-from astrovader.model.losses import BORDER
+from astrovader.model.losses import border_statistics
 
 SMOOTHING = 1.0  # px: a Gaussian matched to the smallest companions, which averages the noise down
 DETECTION_SIGMA = 7.0  # noise-peak detections fall to ~1 % of isolated simulated stamps at 7
@@ -38,11 +39,8 @@ def find_sources(image: np.ndarray, sky: float | None = None, noise: float | Non
     gray = gray.mean(axis=0) if gray.ndim == 3 else gray
     smoothed = ndimage.gaussian_filter(gray, SMOOTHING, mode="nearest")
     if sky is None or noise is None:
-        frame = np.ones(smoothed.shape, dtype=bool)
-        frame[BORDER:-BORDER, BORDER:-BORDER] = False
-        border = smoothed[frame]
-        sky = float(np.median(border))
-        noise = max(float(1.4826 * np.median(np.abs(border - sky))), np.finfo(np.float32).eps)
+        border_sky, border_sigma = border_statistics(torch.from_numpy(smoothed)[None])
+        sky, noise = float(border_sky), max(float(border_sigma), np.finfo(np.float32).eps)
     height = (smoothed - sky) / noise
     peaks = (smoothed == ndimage.maximum_filter(smoothed, size=PEAK_WINDOW, mode="nearest")) & (height >= DETECTION_SIGMA)
     rows, columns = np.nonzero(peaks)
@@ -63,12 +61,13 @@ def source_recovery(inputs: np.ndarray, reconstructions: np.ndarray) -> pd.DataF
         if not len(sources):
             continue
         recovered, _, _, _ = find_sources(reconstruction, sky, noise)
-        distances = np.hypot(*(sources[:, None, :] - recovered[None, :, :]).transpose(2, 0, 1)) if len(recovered) else None
+        kept = np.zeros(len(sources), dtype=bool)
+        if len(recovered):
+            kept = np.linalg.norm(sources[:, None, :] - recovered[None, :, :], axis=-1).min(axis=1) <= MATCH_PX
         centre = (np.asarray(image.shape[-2:]) - 1) / 2
         found.append(pd.DataFrame({
             "object": position, "row": sources[:, 0], "column": sources[:, 1],
-            "radius_px": np.hypot(*(sources - centre).T), "height_sigma": heights,
-            "kept": (distances.min(axis=1) <= MATCH_PX) if distances is not None else np.zeros(len(sources), bool),
+            "radius_px": np.linalg.norm(sources - centre, axis=1), "height_sigma": heights, "kept": kept,
         }))
     columns = ["object", "row", "column", "radius_px", "height_sigma", "kept"]
     return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=columns).astype({"kept": bool})

@@ -57,15 +57,22 @@ def aperture_weights(shape: tuple[int, ...], aperture: float, device: torch.devi
 
 @torch.no_grad()
 def border_noise(images: torch.Tensor) -> torch.Tensor:
-    """Each image's noise sigma (N,) from images (N, C, H, W): 1.4826 x the median absolute
-    deviation of the pixels in a BORDER-pixel frame (robust to a companion crossing it), floored
-    at the cache's rounding noise."""
+    """Each image's noise sigma (N,) from images (N, C, H, W) (`border_statistics`), floored at
+    the cache's rounding noise."""
+    return border_statistics(images)[1].clamp_min(NOISE_FLOOR)
+
+
+@torch.no_grad()
+def border_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's sky and noise sigma (N,), (N,) from images (N, ..., H, W): the median and
+    1.4826 x the median absolute deviation of the pixels in a BORDER-pixel frame (robust to a
+    companion crossing it)."""
     height, width = images.shape[-2:]
     frame = torch.ones((height, width), dtype=torch.bool, device=images.device)
     frame[BORDER:-BORDER, BORDER:-BORDER] = False
     pixels = images.float()[..., frame].flatten(1)
-    deviation = (pixels - pixels.median(dim=1, keepdim=True).values).abs().median(dim=1).values
-    return (1.4826 * deviation).clamp_min(NOISE_FLOOR)
+    sky = pixels.median(dim=1, keepdim=True).values
+    return sky.squeeze(1), 1.4826 * (pixels - sky).abs().median(dim=1).values
 
 
 def survey_noise(images: np.ndarray, rows: np.ndarray, batch: int = 1024) -> float:
