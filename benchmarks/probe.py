@@ -37,7 +37,7 @@ from astrovader.analysis.metrics import label_scores
 from astrovader.analysis.sources import recovery_summary, source_recovery
 from astrovader.data.cache import Cache
 from astrovader.estimator import AstroVaDEr
-from astrovader.model.inference import model_outputs
+from astrovader.model.inference import decode, model_outputs
 from astrovader.train.gmm import fit_gmm
 from astrovader.train.run import train_run
 from benchmarks import clustpy_runner
@@ -108,7 +108,7 @@ def probe(name: str, method: str, seed: int, overrides: dict, keep: Path | None 
         model = AstroVaDEr.load(run)
         clusters = model.predict(pixels.test)
         mu_train, mu_test = model.transform(pixels.train), model.transform(pixels.test)
-        sources = source_recovery(model.pixels(pixels.test), model.reconstruct(pixels.test))
+        sources = source_recovery(model.pixels(pixels.test), decode(model.model_, mu_test))  # mu_test decoded, not re-encoded
     refits = {f"refit_{covariance}": refit(mu_train, mu_test, config.model.n_components, covariance, seed)
               for covariance in ("diag", "full")}
     record = scored(data, method, seed, overrides, config, pixels, clusters, refits, seconds, watch.curve,
