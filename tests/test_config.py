@@ -123,22 +123,25 @@ def test_galaxy_configs_differ_only_in_the_measured_recipe():
     # benchmarks/README.md ("Probes") measured exactly these changes from the paper's recipe to
     # the default one (simulated NMI 0.058 -> 0.46, GZ1 0.046 -> 0.14, over 3 seeds); nothing else
     # may differ unmeasured.
-    default, paper = (Config.from_yaml(CONFIGS / f"galaxies-{name}.yaml").to_dict() for name in ("conv", "paper-recipe"))
-    changed = {f"{section}.{key}": default[section][key] for section in ("data", "model", "train")
-               for key in default[section] if default[section][key] != paper[section][key]}
-    assert changed == {
+    assert changed_fields("galaxies-paper-recipe", "galaxies-conv") == {
         "data.scaling": "asinh", "data.orientation": "canonical", "data.augment": "none",
         "model.responsibilities": "posterior", "model.reconstruction": "gaussian", "model.aperture": 0.1875,
         "train.pretrain": "autoencoder", "train.l2": 0.0, "train.learning_rate": 1e-3, "train.final_learning_rate": 1e-4,
         "train.gmm_batches": 300, "train.mixture_kl_weight": 10.0,
     }
+    default = Config.from_yaml(CONFIGS / "galaxies-conv.yaml").to_dict()
     assert default["data"]["asinh_softening"] == 30 and default["model"]["covariance"] == "diag"
-    assert Config.from_yaml(CONFIGS / "galaxies-conv.yaml").to_dict() == Config.from_preset("cpu").to_dict()
+    assert default == Config.from_preset("cpu").to_dict()
 
 
 def test_sdss_morphology_config_changes_only_the_measured_knobs():
     # benchmarks/README.md measured these three changes together on GZ1 (NMI 0.143 -> 0.179 over 3 seeds).
-    default, sdss = (Config.from_yaml(CONFIGS / f"{name}.yaml").to_dict() for name in ("galaxies-conv", "sdss-morphology"))
-    changed = {f"{section}.{key}": sdss[section][key] for section in ("data", "model", "train")
-               for key in sdss[section] if sdss[section][key] != default[section][key]}
-    assert changed == {"model.aperture": 0.094, "model.noise": "survey", "train.mixture_kl_weight": 1.0}
+    assert changed_fields("galaxies-conv", "sdss-morphology") == {
+        "model.aperture": 0.094, "model.noise": "survey", "train.mixture_kl_weight": 1.0}
+
+
+def changed_fields(base: str, other: str) -> dict:
+    """The data, model and train fields of configs/<other>.yaml that differ from configs/<base>.yaml."""
+    first, second = (Config.from_yaml(CONFIGS / f"{name}.yaml").to_dict() for name in (base, other))
+    return {f"{section}.{key}": second[section][key] for section in ("data", "model", "train")
+            for key in second[section] if second[section][key] != first[section][key]}
