@@ -97,7 +97,7 @@ def test_gallery_members_random_and_most_probable():
 def test_latent_map_is_a_seeded_subsample():
     mu, labels = blobs(per_centre=20)
     positions, coordinates, method = clusters.latent_map(mu, seed=3, max_points=30)
-    assert len(positions) == 30 and coordinates.shape == (30, 2) and method in ("t-SNE", "UMAP")
+    assert len(positions) == 30 and coordinates.shape == (30, 2) and method == "t-SNE"
     again = clusters.latent_map(mu, seed=3, max_points=30)
     np.testing.assert_array_equal(positions, again[0])
     np.testing.assert_allclose(coordinates, again[1])

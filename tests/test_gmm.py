@@ -36,3 +36,45 @@ def test_a_warm_start_from_a_badly_conditioned_float32_covariance_is_accepted():
     stored = factor @ factor.transpose(0, 2, 1)  # as the prior's covariances() in float32
     again = fit_gmm(embeddings, 3, 0, "full", start=(first.weights_, first.means_, stored))
     assert again.converged_ and np.abs(again.means_ - first.means_).max() < 0.05
+
+
+def _moons(count: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half circles in 2-D: clusters that no pair of ellipsoids parts."""
+    generator = np.random.default_rng(seed)
+    angle = generator.uniform(0, np.pi, count)
+    label = generator.integers(0, 2, count)
+    points = np.where(label[:, None] == 0, np.c_[np.cos(angle), np.sin(angle)],
+                      np.c_[1 - np.cos(angle), 0.5 - np.sin(angle)])
+    return points + 0.05 * generator.normal(size=(count, 2)), label
+
+
+def test_the_manifold_start_parts_curved_clusters_that_a_mixture_fitted_directly_splits():
+    import torch
+    from sklearn.metrics import adjusted_rand_score
+    from astrovader.train.gmm import manifold_mixture
+
+    points, label = _moons()
+    direct = fit_gmm(points, 2, 0, "full").predict(points)
+    threads = torch.get_num_threads()
+    weights, means, covariances = manifold_mixture(points, 2, seed=0, covariance="full")
+    assert torch.get_num_threads() == threads  # UMAP's numba must not change training's threads
+    # Each component is one moon: its mean is that moon's mean, its weight that moon's share.
+    order = np.argsort(means[:, 0])
+    for component, moon in zip(order, (0, 1)):
+        assert np.abs(means[component] - points[label == moon].mean(0)).max() < 0.05
+        assert abs(weights[component] - np.mean(label == moon)) < 0.03
+        assert np.allclose(covariances[component], np.cov(points[label == moon].T, bias=True), atol=0.02)
+    assert adjusted_rand_score(label, direct) < 0.6  # what the default start makes of the same points
+    again = manifold_mixture(points, 2, seed=0, covariance="diag")
+    assert again[2].shape == (2, 2) and np.allclose(np.sort(again[1][:, 0]), means[order, 0])
+
+
+def test_a_mixture_of_parts_is_one_m_step():
+    from astrovader.train.gmm import mixture_of_parts
+
+    embeddings = _blobs()
+    fitted = fit_gmm(embeddings, 10, 0)
+    weights, means, covariances = mixture_of_parts(embeddings, fitted.predict_proba(embeddings), "diag")
+    # The M step of a converged fit gives the fit back.
+    assert np.allclose(weights, fitted.weights_, atol=1e-3) and np.allclose(means, fitted.means_, atol=1e-2)
+    assert np.allclose(covariances, fitted.covariances_, rtol=1e-2)

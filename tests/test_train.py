@@ -96,6 +96,28 @@ def test_em_prior_update_leaves_the_prior_to_em_and_ends_on_a_fit_to_the_trainin
     assert_prior_is_an_em_fit(train_run(tmp_path / "em", config, blob_cache, progress=False), blob_cache)
 
 
+def test_a_umap_start_gives_the_prior_the_parts_of_the_embeddings_manifold(blob_cache, tiny_config, tmp_path):
+    from astrovader.data.cache import Cache
+    from astrovader.data.loader import read_rows
+    from astrovader.train.gmm import fit_gmm, manifold_mixture
+
+    # The two-stage method fits its mixture once, at the end: the saved prior is that start.
+    config = tiny_config.with_overrides({"train.method": "two_stage", "train.gmm_init": "umap"})
+    model = AstroVaDEr.load(train_run(tmp_path / "umap", config, blob_cache, progress=False))
+    cache = Cache(blob_cache)
+    embeddings = model.transform(read_rows(cache.images, cache.split("train")["row"].to_numpy()))
+    weights, means, covariances = manifold_mixture(embeddings, 3, seed=0, covariance="diag")
+    order = np.argsort(means[:, 0])
+    saved = np.argsort(model.means_[:, 0])
+    scale = embeddings.std(0).max()
+    assert np.abs(model.means_[saved] - means[order]).max() < 1e-3 * scale
+    assert np.allclose(model.weights_[saved], weights[order], atol=1e-4)
+    assert np.allclose(model.covariances_[saved], covariances[order], rtol=1e-3, atol=1e-6 * scale**2)
+    # ... and not the mixture the default start fits to the same embeddings.
+    direct = fit_gmm(embeddings, 3, seed=0)
+    assert np.abs(np.sort(direct.means_[:, 0]) - means[order, 0]).max() > 1e-2 * scale
+
+
 def test_the_module_refuses_to_train_without_the_s3vdc_callbacks(tiny_config, tmp_path):
     import lightning as L
 

@@ -315,7 +315,7 @@ def explore(
     port: int = typer.Option(8050, "--port", min=1, max=65535, help="port to listen on"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: the whole network, with a warning)"),
     data: Optional[Path] = typer.Option(None, "--data", help="prepared cache holding the catalogue's images (default: the run's own)"),
-    map_method: str = typer.Option("tsne", "--map", help="latent map: tsne (UMAP when installed) or pca (instant)"),
+    map_method: str = typer.Option("tsne", "--map", help="latent map: tsne (the paper's) or pca (instant)"),
 ) -> None:
     """Interactive cluster explorer in the browser: components, members, latent map, samples, annotations, export."""
     from astrovader.explore import serve

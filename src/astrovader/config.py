@@ -131,6 +131,10 @@ class TrainConfig(_Section):
     alpha_epochs: int = Field(10, ge=1)
     gmm_batches: int = Field(300, gt=0, description="batches embedded to initialise the prior: all of a "
                              "~5,000-image training split at batch 16 (a GMM on 800 embeddings clusters worse)")
+    gmm_init: Literal["kmeans", "umap"] = Field(
+        "kmeans", description="how the prior starts: a GaussianMixture fitted to the embeddings (best of 10 "
+        "k-means starts), or the parts of their UMAP manifold (N2D's read-out; Fashion-MNIST +0.006 to +0.024 NMI "
+        "on every seed, the galaxies lower; benchmarks/README.md)")
     anneal_epochs: int = Field(3, ge=1)
     static_epochs: int = Field(3, ge=0)
     periods: int = Field(3, ge=0)

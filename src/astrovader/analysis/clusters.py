@@ -99,23 +99,18 @@ def gallery_members(gamma: np.ndarray, labels: np.ndarray, per_component: int, s
 
 
 def latent_map(mu: np.ndarray, seed: int = 0, max_points: int = 3000) -> tuple[np.ndarray, np.ndarray, str]:
-    """(positions, 2-D coordinates, method) for a seeded subsample of mu: UMAP when the
-    `umap` package is installed, else scikit-learn's t-SNE."""
+    """(positions, 2-D coordinates, method) for a seeded subsample of mu: scikit-learn's t-SNE,
+    the paper's map (its section 4)."""
     rng = np.random.default_rng(seed)
     positions = np.sort(rng.choice(len(mu), min(max_points, len(mu)), replace=False))
     points = np.asarray(mu[positions], dtype=np.float64)
     if len(points) < 5:
         raise AstroVaDErError(f"latent map: {len(points)} objects are too few for a 2-D map (need 5)")
-    try:
-        import umap
-    except ImportError:
-        from sklearn.manifold import TSNE
-        from threadpoolctl import threadpool_limits
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
-        perplexity = min(30.0, (len(points) - 1) / 3)
-        # One OpenMP thread: on shared cores the Barnes-Hut gradient's threads ran 6-12x slower.
-        with threadpool_limits(1):
-            coordinates = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
-        return positions, coordinates, "t-SNE"
-    coordinates = umap.UMAP(n_components=2, random_state=seed).fit_transform(points)
-    return positions, coordinates, "UMAP"
+    perplexity = min(30.0, (len(points) - 1) / 3)
+    # One OpenMP thread: on shared cores the Barnes-Hut gradient's threads ran 6-12x slower.
+    with threadpool_limits(1):
+        coordinates = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+    return positions, coordinates, "t-SNE"

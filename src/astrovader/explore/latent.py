@@ -1,4 +1,4 @@
-"""The 2-D latent map: t-SNE (UMAP when installed; `analysis.clusters.latent_map`) or PCA of mu_z
+"""The 2-D latent map: t-SNE (`analysis.clusters.latent_map`) or PCA of mu_z
 for a seeded subsample of at most MAP_POINTS objects. Computed once in a background thread
 (t-SNE of 5,000 points takes over a minute on one core; the rest of the explorer works
 meanwhile) and kept in RUN/explore/latent_map.json, one file written atomically, with a key

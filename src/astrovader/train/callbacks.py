@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 
 from astrovader.atomic import write_with
 from astrovader.data.loader import EpochBatches
-from astrovader.train.gmm import fit_gmm
+from astrovader.train.gmm import fit_gmm, manifold_mixture
 from astrovader.train.module import VaDETraining
 from astrovader.train.schedule import gmm_init_epoch, phase_at
 
@@ -64,20 +64,24 @@ def embed_rows(module: VaDETraining, rows: np.ndarray, seed: int) -> np.ndarray:
 
 def initialise_prior(module: VaDETraining, rows: np.ndarray, warm: bool = False) -> None:
     """Fit a GMM (of the prior's covariance type) to mu_z of `rows` and copy it into the prior;
-    `warm`: EM from the current prior instead of k-means starts. Rank 0 fits the embeddings
+    `warm`: EM from the current prior instead of k-means starts (or, with `train.gmm_init: umap`,
+    the parts of the embeddings' UMAP manifold). Rank 0 fits the embeddings
     gathered from every rank and sends its mixture to the others, so every rank holds the same
     prior bit for bit (fits on other ranks could differ in the last bits on other hardware)."""
     embeddings = embed_rows(module, rows, module.config.train.seed)
     prior = module.model.prior
     fitted = None
     if module.global_rank == 0:
-        model = module.config.model
+        model, seed = module.config.model, module.config.train.seed
         start = None
         if warm:
             start = tuple(value.detach().cpu().double().numpy() for value in
                           (prior.log_weights().exp(), prior.means, prior.covariances()))
-        mixture = fit_gmm(embeddings, model.n_components, module.config.train.seed, model.covariance, start=start)
-        fitted = (mixture.weights_, mixture.means_, mixture.covariances_)
+        if start is None and module.config.train.gmm_init == "umap":
+            fitted = manifold_mixture(embeddings, model.n_components, seed, model.covariance)
+        else:
+            mixture = fit_gmm(embeddings, model.n_components, seed, model.covariance, start=start)
+            fitted = (mixture.weights_, mixture.means_, mixture.covariances_)
     prior.set_from_gmm(*module.trainer.strategy.broadcast(fitted, src=0))
 
 

@@ -1,4 +1,4 @@
-// The 2-D latent map of a subsample (t-SNE, UMAP or PCA of mu_z): points coloured by component
+// The 2-D latent map of a subsample (t-SNE or PCA of mu_z): points coloured by component
 // or by any catalogue column; a click shows that galaxy beside the map.
 import { api, categoryColour, componentLabel, el, gammaBars, number, objectLink, option, section, state, swatch, viridis } from './common.js';
 import { pictures } from './object.js';
