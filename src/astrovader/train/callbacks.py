@@ -64,8 +64,8 @@ def embed_rows(module: VaDETraining, rows: np.ndarray, seed: int) -> np.ndarray:
 
 def initialise_prior(module: VaDETraining, rows: np.ndarray, warm: bool = False) -> None:
     """Fit a GMM (of the prior's covariance type) to mu_z of `rows` and copy it into the prior;
-    `warm`: EM from the current prior instead of k-means starts (or, with `train.gmm_init: umap`,
-    the parts of the embeddings' UMAP manifold). Rank 0 fits the embeddings
+    `warm`: EM from the current prior instead of a cold start (k-means-seeded fits or, with
+    `train.gmm_init: umap`, the parts of the embeddings' UMAP manifold). Rank 0 fits the embeddings
     gathered from every rank and sends its mixture to the others, so every rank holds the same
     prior bit for bit (fits on other ranks could differ in the last bits on other hardware)."""
     embeddings = embed_rows(module, rows, module.config.train.seed)
