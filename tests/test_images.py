@@ -5,7 +5,7 @@ from PIL import Image
 
 from astrovader.config import DataConfig
 from astrovader.data.images import (
-    central_crop, flip_to_light, handle_nonfinite, major_axis_angle, preprocess, read_image, resize, rotate_to_major_axis, scale,
+    central_crop, flip_to_light, handle_nonfinite, major_axis_angle, mask_neighbours, preprocess, read_image, resize, rotate_to_major_axis, scale,
     sky_and_noise, to_bands,
 )
 from astrovader.errors import ImageError
@@ -99,6 +99,35 @@ def test_canonical_orientation_puts_a_companion_on_one_side_whatever_side_it_was
     pictures = [preprocess(np.ascontiguousarray(view), DataConfig(orientation="canonical", **settings))
                 for view in (image, image[..., ::-1], image[..., ::-1, :])]
     assert all(np.array_equal(picture, pictures[0]) for picture in pictures)
+
+
+def _blob(size, row, column, sigma, peak):
+    y, x = np.mgrid[:size, :size]
+    return (peak * np.exp(-0.5 * ((y - row) ** 2 + (x - column) ** 2) / sigma**2)).astype(np.float32)[None]
+
+
+def test_masking_replaces_neighbours_by_sky_noise_and_keeps_the_galaxy():
+    """A detached star goes with `mask`; a neighbour overlapping the galaxy's light goes only with
+    deblending; the galaxy's own pixels are never touched, and the fill is the border's sky noise."""
+    image = _galaxy(noise=5.0) + _blob(64, 8, 10, 1.5, 3000.0) + _blob(64, 32, 46, 1.5, 1500.0)
+    galaxy_core = (slice(None), slice(28, 37), slice(24, 37))
+    detached, blended = (slice(None), slice(4, 13), slice(6, 15)), (slice(None), slice(30, 35), slice(44, 49))
+    masked = mask_neighbours(image)
+    assert masked[detached].max() < 100.0 + 6 * 5.0 and abs(masked[detached].std() - 5.0) < 2.0
+    assert masked[blended].max() > 1000.0  # joined to the galaxy above 2 sigma: kept
+    deblended = mask_neighbours(image, deblend=True)
+    assert deblended[blended].max() < 100.0 + 6 * 5.0 and deblended[detached].max() < 100.0 + 6 * 5.0
+    for result in (masked, deblended):
+        assert np.array_equal(result[galaxy_core], image[galaxy_core])
+    assert np.array_equal(mask_neighbours(image, deblend=True), deblended)  # the same fill every time
+    lone = _galaxy(noise=5.0)
+    alone = mask_neighbours(lone, deblend=True)  # at most noise peaks are redrawn, as noise
+    assert np.array_equal(alone[galaxy_core], lone[galaxy_core]) and abs(alone[0, :12].std() - 5.0) < 0.5
+    offset = _blob(64, 10, 10, 3.0, 1000.0) + np.random.default_rng(1).normal(100.0, 5.0, (1, 64, 64)).astype(np.float32)
+    assert np.array_equal(mask_neighbours(offset), offset)  # no galaxy at the centre: left alone
+    settings = dict(scaling="peak", image_size=32, crop_fraction=1.0, orientation="none")
+    assert not np.array_equal(preprocess(image, DataConfig(neighbours="mask", **settings)),
+                              preprocess(image, DataConfig(**settings)))
 
 
 def test_crop_larger_than_image_and_wrong_bands_are_rejected():

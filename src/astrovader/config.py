@@ -42,6 +42,11 @@ class DataConfig(_Section):
         "canonical: then also flip it so that the light off its centre (companions, asymmetries) lies towards "
         "its last column and row"
     )
+    neighbours: Literal["keep", "mask", "mask-blended"] = Field(
+        "keep", description="sources other than the central galaxy (field stars, neighbours, companions): kept, or "
+        "replaced by sky noise when detached from it (mask), or also where they overlap it (mask-blended: split by "
+        "deblending)"
+    )
     nonfinite: Literal["zero", "median", "reject"] = "zero"
     train_fraction: float = Field(0.8, gt=0, lt=1)
     split_round_to: int = Field(100, gt=0, description="training set rounded down to a multiple of this")

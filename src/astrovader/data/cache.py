@@ -39,7 +39,7 @@ PENDING, ACCEPTED, REJECTED = 0, 1, 2
 # Settings that change the cached pixels or the split; anything else may differ freely.
 _PIXEL_SETTINGS = (
     "crop_fraction", "crop_pixels", "color", "image_size", "resize_filter", "scaling",
-    "fixed_max", "asinh_softening", "sky_level", "orientation", "nonfinite", "id_column", "file_column", "where",
+    "fixed_max", "asinh_softening", "sky_level", "orientation", "neighbours", "nonfinite", "id_column", "file_column", "where",
 )
 _SPLIT_SETTINGS = ("train_fraction", "split_round_to", "validation_size", "validation_fraction", "split_seed")
 

@@ -3,7 +3,8 @@
 read_image:  JPEG / PNG (Pillow), FITS 2-D or band cube (astropy), .npy, IDX rows
              -> float32 array (bands, height, width)
 preprocess:  non-finite policy -> [turn the major axis horizontal] -> central crop
-             -> gray (band average) or keep 3 bands -> antialiased resize -> scale to [0, 1]
+             -> gray (band average) or keep 3 bands -> antialiased resize -> [neighbours masked]
+             -> [flipped to the light] -> scale to [0, 1]
              -> uint8 (bands, size, size)
 
 The sky-aware scalings (`peak`, `asinh`) measure each image's sky level and noise on a
@@ -16,6 +17,7 @@ Every failure raises ImageError whose message is the reason written to rejects.c
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ _FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
     "lanczos": Image.Resampling.LANCZOS,
 }
+MIN_SEGMENT_PX = 5  # a source covers at least this many connected pixels above the threshold
 
 
 def read_image(file_loc: str) -> np.ndarray:
@@ -116,6 +119,8 @@ def preprocess(image: np.ndarray, config: DataConfig) -> np.ndarray:
     image = central_crop(image, config)
     image = to_bands(image, config.color)
     image = resize(image, config.image_size, config.resize_filter)
+    if config.neighbours != "keep":
+        image = mask_neighbours(image, deblend=config.neighbours == "mask-blended")
     if config.orientation == "canonical":
         image = flip_to_light(image)
     image = scale(image, config)
@@ -214,6 +219,38 @@ def robust_peak(signal: np.ndarray) -> float:
     height, width = plane.shape
     centre = plane[height // 4 : height - height // 4, width // 4 : width - width // 4]
     return float(uniform_filter(centre, size=3, mode="nearest").max())
+
+
+def mask_neighbours(image: np.ndarray, deblend: bool = False) -> np.ndarray:
+    """The image with every source but the central galaxy replaced by sky noise: sources are
+    the segments of the image smoothed by 1 px that lie 2 noise sigmas above the sky (photutils),
+    split where two peaks share one segment when `deblend`; the central galaxy is the segment under
+    the centre. The masked pixels (each segment grown by 2 px, to cover its faint wings) get the
+    border's sky and noise, drawn from a generator seeded by the pixels (same image, same fill)."""
+    from photutils.segmentation import deblend_sources, detect_sources
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    plane = image.mean(axis=0)
+    smoothed = gaussian_filter(plane, 1.0, mode="nearest")
+    sky, sigma = sky_and_noise(smoothed[None])
+    if sigma[0] <= 0:
+        return image
+    segments = detect_sources(smoothed - sky[0], 2.0 * sigma[0], n_pixels=MIN_SEGMENT_PX)
+    if segments is None:
+        return image
+    if deblend:
+        segments = deblend_sources(smoothed - sky[0], segments, n_pixels=MIN_SEGMENT_PX, contrast=0.005, progress_bar=False)
+    labels = segments.data
+    central = labels[labels.shape[0] // 2, labels.shape[1] // 2]
+    if central == 0:  # nothing detected at the centre: no galaxy to keep apart from the rest
+        return image
+    others = binary_dilation((labels > 0) & (labels != central), iterations=2) & (labels != central)
+    if not others.any():
+        return image
+    band_sky, band_sigma = sky_and_noise(image)
+    noise = np.random.default_rng(zlib.crc32(image.tobytes())).standard_normal(image.shape)
+    fill = band_sky[:, None, None] + band_sigma[:, None, None] * noise
+    return np.where(others[None], fill, image).astype(np.float32)
 
 
 def major_axis_angle(image: np.ndarray, iterations: int = 5) -> float:
