@@ -32,7 +32,11 @@ _FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
     "lanczos": Image.Resampling.LANCZOS,
 }
-MIN_SEGMENT_PX = 5  # a source covers at least this many connected pixels above the threshold
+# Source masking (`data.neighbours`), SExtractor-like: sources are segments of the image smoothed
+# by 1 px that lie MASK_SIGMA above the sky over at least MASK_MIN_PX connected pixels; a
+# segment with two peaks is split when the fainter holds MASK_DEBLEND_CONTRAST of its light
+# (SExtractor's DEBLEND_MINCONT); masks grow by MASK_GROW_PX to cover the sources' faint wings.
+MASK_SIGMA, MASK_MIN_PX, MASK_DEBLEND_CONTRAST, MASK_GROW_PX = 2.0, 5, 0.005, 2
 
 
 def read_image(file_loc: str) -> np.ndarray:
@@ -222,11 +226,10 @@ def robust_peak(signal: np.ndarray) -> float:
 
 
 def mask_neighbours(image: np.ndarray, deblend: bool = False) -> np.ndarray:
-    """The image with every source but the central galaxy replaced by sky noise: sources are
-    the segments of the image smoothed by 1 px that lie 2 noise sigmas above the sky (photutils),
-    split where two peaks share one segment when `deblend`; the central galaxy is the segment under
-    the centre. The masked pixels (each segment grown by 2 px, to cover its faint wings) get the
-    border's sky and noise, drawn from a generator seeded by the pixels (same image, same fill)."""
+    """The image with every source but the central galaxy replaced by sky noise: the segments
+    found by photutils (see MASK_SIGMA), split by its deblending when `deblend`; the central
+    galaxy is the segment under the centre. The masked pixels get the border's sky and noise,
+    drawn from a generator seeded by the pixels (same image, same fill)."""
     from photutils.segmentation import deblend_sources, detect_sources
     from scipy.ndimage import binary_dilation, gaussian_filter
 
@@ -235,16 +238,17 @@ def mask_neighbours(image: np.ndarray, deblend: bool = False) -> np.ndarray:
     sky, sigma = sky_and_noise(smoothed[None])
     if sigma[0] <= 0:
         return image
-    segments = detect_sources(smoothed - sky[0], 2.0 * sigma[0], n_pixels=MIN_SEGMENT_PX)
+    segments = detect_sources(smoothed - sky[0], MASK_SIGMA * sigma[0], n_pixels=MASK_MIN_PX)
     if segments is None:
         return image
     if deblend:
-        segments = deblend_sources(smoothed - sky[0], segments, n_pixels=MIN_SEGMENT_PX, contrast=0.005, progress_bar=False)
+        segments = deblend_sources(smoothed - sky[0], segments, n_pixels=MASK_MIN_PX, contrast=MASK_DEBLEND_CONTRAST,
+                                   progress_bar=False)
     labels = segments.data
     central = labels[labels.shape[0] // 2, labels.shape[1] // 2]
     if central == 0:  # nothing detected at the centre: no galaxy to keep apart from the rest
         return image
-    others = binary_dilation((labels > 0) & (labels != central), iterations=2) & (labels != central)
+    others = binary_dilation((labels > 0) & (labels != central), iterations=MASK_GROW_PX) & (labels != central)
     if not others.any():
         return image
     band_sky, band_sigma = sky_and_noise(image)
