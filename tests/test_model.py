@@ -66,6 +66,25 @@ def _full_prior(seed=0, k=4, j=3):
     return prior
 
 
+@pytest.mark.parametrize("backbone", ["conv", "mlp"])
+def test_the_pca_encoder_starts_at_the_whitened_principal_components_of_the_training_images(backbone):
+    config = Config.from_preset("tiny", model={"backbone": backbone, "hidden": (32, 16), "encoder": "pca", "aperture": 0.25})
+    model = VaDE(config)
+    generator = torch.Generator().manual_seed(0)
+    images = (torch.rand(300, 1, 16, 16, generator=generator) * 255).to(torch.uint8).numpy()
+    model.start_encoder(images, np.arange(0, 300, 2))  # the even rows are the training rows
+    training = torch.from_numpy(images[::2]).float() / 255
+    mu, _ = model.encode(training)
+    latent = config.model.latent_dim
+    torch.testing.assert_close(mu.mean(0), torch.zeros(latent), atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cov(mu.T), torch.eye(latent), atol=1e-3, rtol=0)
+    # The map is of the aperture-weighted pixels, and stays fp32 under bf16 autocast.
+    assert torch.equal(model.encoder.pixel_weights, aperture_weights((1, 16, 16), 0.25, torch.device("cpu")).sqrt())
+    model.set_precision("bf16")
+    assert torch.equal(model.encode(training)[0], mu)
+    assert model.decode(mu).shape == training.shape
+
+
 def test_full_covariance_prior_matches_torch_distributions():
     prior = _full_prior()
     tril = prior.scale_tril().detach()

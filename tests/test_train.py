@@ -181,6 +181,24 @@ def test_survey_noise_is_measured_on_the_training_rows_and_saved(blob_cache, tin
     assert weights(run)["noise_sigma"].item() == pytest.approx(expected) and expected > 0
 
 
+def test_the_pca_encoder_is_held_while_the_decoder_pretrains_and_trained_with_the_mixture(blob_cache, tiny_config, tmp_path):
+    from astrovader.data.cache import Cache
+    from astrovader.model.vade import VaDE
+
+    config = tiny_config.with_overrides({"model.encoder": "pca"})
+    cache = Cache(blob_cache)
+    started = VaDE(config)
+    started.start_encoder(cache.images, cache.split("train")["row"].to_numpy())
+    start = started.encoder.state_dict()
+    pretrained = weights(train_run(tmp_path / "pretrained", config.with_overrides({"train.periods": 0}), blob_cache,
+                                   progress=False))
+    assert torch.equal(pretrained["encoder.mu.weight"], start["mu.weight"])
+    assert torch.equal(pretrained["encoder.mu.bias"], start["mu.bias"])
+    assert not torch.equal(pretrained["decoder.body.0.weight"], started.state_dict()["decoder.body.0.weight"])
+    joint = weights(train_run(tmp_path / "joint", config, blob_cache, progress=False))
+    assert not torch.equal(joint["encoder.mu.weight"], start["mu.weight"])
+
+
 def test_a_checkpoint_written_before_the_noise_sigma_buffer_resumes(blob_cache, tiny_config, tmp_path):
     from astrovader.train.checkpoint import load_safe, save_safe
 

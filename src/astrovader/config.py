@@ -73,6 +73,11 @@ class ModelConfig(_Section):
     """Network and mixture prior (paper section 3.4)."""
 
     backbone: Literal["conv", "mlp"] = "conv"
+    encoder: Literal["network", "pca"] = Field(
+        "network", description="network: the backbone's encoder; pca: a linear map of the pixels (weighted by the "
+        "square root of the aperture) started at their whitened principal components, measured on the training "
+        "images before training, held while the decoder pretrains, trained with the mixture after"
+    )
     filters: tuple[int, ...] = (32, 32, 16)
     kernels: tuple[int, ...] = (3, 5, 5)
     decoder_kernels: tuple[int, ...] | None = Field(

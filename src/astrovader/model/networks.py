@@ -5,16 +5,21 @@ two linear heads for mu_z and log sigma^2_z.
 Conv decoder: linear(J -> flat) + LeakyReLU, reshape, blocks of [conv, conv, 2x bilinear
 up-sample] with the filters reversed, a final conv to the bands with ReLU (sigmoid for BCE).
 MLP backbone: VaDE's D-500-500-2000-J and its mirror, for flat vector data such as MNIST.
+PCA encoder (model.encoder = pca, with either decoder): a linear map of the aperture-weighted
+pixels, started at their whitened principal components.
 
-Both encoders return (mu, logvar); both decoders map z to an image of the input's shape.
+Every encoder returns (mu, logvar); both decoders map z to an image of the input's shape.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from sklearn.decomposition import PCA
 from torch import nn
 
 from astrovader.config import Config
+from astrovader.model.losses import aperture_weights
 
 OUTPUT_BIAS = 0.1
 LOGVAR_START = -6.0
@@ -30,8 +35,7 @@ class ConvEncoder(nn.Module):
             layers.append(nn.MaxPool2d(2))
             channels = width
         self.body = nn.Sequential(*layers)
-        self.flat_shape = (channels, size >> len(filters), size >> len(filters))
-        flat = channels * self.flat_shape[1] * self.flat_shape[2]
+        flat = int(np.prod(conv_flat_shape(size, filters)))
         self.mu, self.logvar = latent_heads(flat, latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +82,34 @@ class MLPEncoder(nn.Module):
         return self.mu(h), self.logvar(h)
 
 
+class PCAEncoder(nn.Module):
+    """mu_z and log sigma^2_z as linear maps of the pixels weighted by the square root of the
+    aperture (what the pca-gmm-aperture baseline projects; all pixels alike without one). `start`
+    sets mu_z to the whitened principal components of training images: on the GZ1 cutouts a
+    mixture clusters those better than any embedding an autoencoder learns (benchmarks/README.md)."""
+
+    def __init__(self, shape: tuple[int, int, int], latent_dim: int, aperture: float | None):
+        super().__init__()
+        weights = torch.ones(int(np.prod(shape))) if aperture is None else aperture_weights(shape, aperture, torch.device("cpu"))
+        self.register_buffer("pixel_weights", weights.sqrt())
+        self.mu, self.logvar = latent_heads(len(weights), latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(x.device.type, enabled=False):  # whitened trailing components lose too much in bf16
+            weighted = x.float().flatten(1) * self.pixel_weights
+            return self.mu(weighted), self.logvar(weighted)
+
+    @torch.no_grad()
+    def start(self, pixels: torch.Tensor, seed: int) -> None:
+        """mu_z = the whitened principal components of `pixels` ((N, C, H, W) in [0, 1]):
+        zero mean and unit variance in every latent dimension, uncorrelated, on these pixels."""
+        weighted = (pixels.float().flatten(1) * self.pixel_weights.cpu()).numpy()
+        pca = PCA(self.mu.out_features, random_state=seed).fit(weighted)
+        projection = pca.components_ / np.sqrt(pca.explained_variance_)[:, None]
+        self.mu.weight.copy_(torch.from_numpy(projection))
+        self.mu.bias.copy_(torch.from_numpy(-projection @ pca.mean_))
+
+
 class MLPDecoder(nn.Module):
     def __init__(self, image_shape, hidden, latent_dim: int, output: str, activation: str):
         super().__init__()
@@ -119,21 +151,27 @@ def _mlp(widths, activation: str) -> nn.Sequential:
 
 
 def build_networks(config: Config) -> tuple[nn.Module, nn.Module]:
-    """(encoder, decoder) for the configured backbone and input geometry."""
+    """(encoder, decoder) for the configured backbone, encoder and input geometry."""
     model, data = config.model, config.data
+    if model.encoder == "pca":
+        encoder = PCAEncoder(data.input_shape, model.latent_dim, model.aperture)
+    elif model.backbone == "mlp":
+        encoder = MLPEncoder(int(np.prod(data.input_shape)), model.hidden, model.latent_dim, model.mlp_activation)
+    else:
+        encoder = ConvEncoder(data.bands, data.image_size, model.filters, model.kernels, model.latent_dim,
+                              model.leaky_slope)
     if model.backbone == "mlp":
-        shape = data.input_shape
-        input_dim = shape[0] * shape[1] * shape[2]
-        return (
-            MLPEncoder(input_dim, model.hidden, model.latent_dim, model.mlp_activation),
-            MLPDecoder(shape, model.hidden, model.latent_dim, model.reconstruction, model.mlp_activation),
-        )
-    encoder = ConvEncoder(
-        data.bands, data.image_size, model.filters, model.kernels, model.latent_dim, model.leaky_slope
-    )
+        return encoder, MLPDecoder(data.input_shape, model.hidden, model.latent_dim, model.reconstruction,
+                                   model.mlp_activation)
     decoder_kernels = model.decoder_kernels or tuple(reversed(model.kernels))
     decoder = ConvDecoder(
-        data.bands, encoder.flat_shape, tuple(reversed(model.filters)), decoder_kernels,
-        model.output_kernel, model.latent_dim, model.leaky_slope, model.reconstruction,
+        data.bands, conv_flat_shape(data.image_size, model.filters), tuple(reversed(model.filters)),
+        decoder_kernels, model.output_kernel, model.latent_dim, model.leaky_slope, model.reconstruction,
     )
     return encoder, decoder
+
+
+def conv_flat_shape(size: int, filters) -> tuple[int, int, int]:
+    """(channels, height, width) at the conv encoder's end, where the conv decoder starts: each
+    block halves the side."""
+    return filters[-1], size >> len(filters), size >> len(filters)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 from torch import nn
 
 from astrovader.config import Config
+from astrovader.data.loader import evenly_spread, read_rows, to_float
 from astrovader.errors import TrainingError
 from astrovader.model.losses import kl_mixture, kl_standard_normal, reconstruction_loss, survey_noise
 from astrovader.model.mixture import MixturePrior
@@ -21,6 +23,7 @@ from astrovader.model.networks import build_networks
 # Encoder log-variances beyond this range overflow exp() in fp32; a clamp keeps a diverging
 # batch finite so that the NaN guard sees it in the loss instead of inside the network.
 LOGVAR_RANGE = (-30.0, 30.0)
+PCA_ROWS = 10_000  # training images whose principal components start the PCA encoder
 
 
 class VaDE(nn.Module):
@@ -70,6 +73,20 @@ class VaDE(nn.Module):
         """Eq. 3: z = mu + sigma * eps, eps ~ N(0, I) drawn from `generator` (reproducible)."""
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + (0.5 * logvar).exp() * noise
+
+    # -- measured on the training images before training -----------------------------------
+    def start_encoder(self, images, rows) -> None:
+        """Start the PCA encoder (model.encoder = pca) at the principal components of the
+        training images (at most PCA_ROWS of `rows`, evenly spread); other encoders train from
+        their random start."""
+        if self.config.model.encoder == "pca":
+            rows = np.sort(evenly_spread(rows, PCA_ROWS))
+            self.encoder.start(to_float(read_rows(images, rows)), self.config.train.seed)
+
+    def holds_encoder(self, phase_name: str) -> bool:
+        """Whether the encoder is held in this phase: the PCA encoder while the decoder pretrains
+        (learning to draw from the principal components), so that the mixture starts on them."""
+        return self.config.model.encoder == "pca" and phase_name in ("alpha", "autoencoder")
 
     # -- loss -------------------------------------------------------------------------------
     @property

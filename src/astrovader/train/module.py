@@ -41,6 +41,7 @@ class VaDETraining(L.LightningModule):
         self.data = data
         self.model = VaDE(config)
         self.model.measure_noise(data.images, data.train_rows)  # a resumed run's checkpoint restores the same value
+        self.model.start_encoder(data.images, data.train_rows)  # and its trained encoder
         # EM updates (train.prior_update: em): the GMM callback refits the prior, not the optimiser.
         self.model.prior.requires_grad_(config.train.prior_update == "gradient")
         self.phase: Phase = phase_at(0, config.train)
@@ -81,6 +82,7 @@ class VaDETraining(L.LightningModule):
     def start_epoch(self, phase: Phase) -> None:
         """Called by the schedule callback before each epoch: weights, seeds and batch order."""
         self.phase = phase
+        self.model.encoder.requires_grad_(not self.model.holds_encoder(phase.name))
         epoch = self.current_epoch
         self.generator = torch.Generator(device=self.device).manual_seed(
             seed_for(self.config.train.seed, epoch, self.global_rank)
