@@ -85,6 +85,16 @@ def test_the_pca_encoder_starts_at_the_whitened_principal_components_of_the_trai
     assert model.decode(mu).shape == training.shape
 
 
+def test_the_pca_encoder_needs_an_image_per_component_and_stays_finite_on_identical_images():
+    model = VaDE(Config.from_preset("tiny", model={"encoder": "pca"}))  # 4 latent dimensions
+    images = np.zeros((6, 1, 16, 16), dtype=np.uint8)
+    with pytest.raises(TrainingError, match="4 principal components .* 3 training images"):
+        model.start_encoder(images, np.arange(3))
+    images[1:, :, 8, 8] = 200  # two distinct images: most directions do not vary at all
+    model.start_encoder(images, np.arange(6))
+    assert torch.isfinite(model.encode(torch.from_numpy(images).float() / 255)[0]).all()
+
+
 def test_full_covariance_prior_matches_torch_distributions():
     prior = _full_prior()
     tril = prior.scale_tril().detach()

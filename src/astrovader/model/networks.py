@@ -23,6 +23,7 @@ from astrovader.model.losses import aperture_weights
 
 OUTPUT_BIAS = 0.1
 LOGVAR_START = -6.0
+VARIANCE_FLOOR = 1e-6  # of the leading principal component's: the PCA encoder's whitening limit
 
 
 class ConvEncoder(nn.Module):
@@ -105,7 +106,10 @@ class PCAEncoder(nn.Module):
         zero mean and unit variance in every latent dimension, uncorrelated, on these pixels."""
         weighted = (pixels.float().flatten(1) * self.pixel_weights.cpu()).numpy()
         pca = PCA(self.mu.out_features, random_state=seed).fit(weighted)
-        projection = pca.components_ / np.sqrt(pca.explained_variance_)[:, None]
+        # A direction the images do not vary along (fewer distinct images than components) keeps
+        # a finite scale instead of dividing by zero.
+        variances = np.maximum(pca.explained_variance_, VARIANCE_FLOOR * pca.explained_variance_[0])
+        projection = pca.components_ / np.sqrt(variances)[:, None]
         self.mu.weight.copy_(torch.from_numpy(projection))
         self.mu.bias.copy_(torch.from_numpy(-projection @ pca.mean_))
 

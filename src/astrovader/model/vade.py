@@ -79,9 +79,14 @@ class VaDE(nn.Module):
         """Start the PCA encoder (model.encoder = pca) at the principal components of the
         training images (at most PCA_ROWS of `rows`, evenly spread); other encoders train from
         their random start."""
-        if self.config.model.encoder == "pca":
-            rows = np.sort(evenly_spread(rows, PCA_ROWS))
-            self.encoder.start(to_float(read_rows(images, rows)), self.config.train.seed)
+        if self.config.model.encoder != "pca":
+            return
+        latent_dim = self.config.model.latent_dim
+        if len(rows) < latent_dim:
+            raise TrainingError(f"model.encoder = pca starts from {latent_dim} principal components (model.latent_dim) "
+                                f"but there are {len(rows)} training images: give more images or a smaller latent_dim")
+        rows = np.sort(evenly_spread(rows, PCA_ROWS))
+        self.encoder.start(to_float(read_rows(images, rows)), self.config.train.seed)
 
     def holds_encoder(self, phase_name: str) -> bool:
         """Whether the encoder is held in this phase: the PCA encoder while the decoder pretrains
