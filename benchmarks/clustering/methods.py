@@ -16,7 +16,7 @@ from astrovader.config import Config, ModelConfig
 from astrovader.data.loader import to_float
 from astrovader.estimator import AstroVaDEr
 from astrovader.model.inference import model_outputs
-from astrovader.model.losses import aperture_weights
+from astrovader.model.losses import aperture_pixel_weights
 from astrovader.train.run import train_run
 from benchmarks import clustpy_runner
 from benchmarks.clustering.datasets import FULL, Budget, Dataset, Pixels
@@ -96,8 +96,8 @@ def run_pixel_baseline(method: str, pixels: Pixels, classes: int, seed: int, ape
 
     train, test = flat(pixels.train), flat(pixels.test)
     if method == "pca-gmm-aperture":
-        weights = aperture_weights(pixels.train.shape[1:], aperture or ModelConfig().aperture, torch.device("cpu"))
-        train, test = (values * weights.sqrt().numpy() for values in (train, test))
+        weights = aperture_pixel_weights(pixels.train.shape[1:], aperture or ModelConfig().aperture, torch.device("cpu"))
+        train, test = (values * weights.numpy() for values in (train, test))
     components = min(PCA_COMPONENTS[method], train.shape[0], train.shape[1])
     if method == "kmeans-pca":
         clusterer = KMeans(classes, n_init=10, random_state=seed)

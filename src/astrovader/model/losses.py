@@ -55,6 +55,15 @@ def aperture_weights(shape: tuple[int, ...], aperture: float, device: torch.devi
     return weights.expand(shape).flatten()
 
 
+def aperture_pixel_weights(shape: tuple[int, ...], aperture: float | None, device: torch.device) -> torch.Tensor:
+    """The square root of `aperture_weights` (ones without an aperture), flat: pixels multiplied
+    by it weigh in squared distances (principal components, k-means) as in the aperture-weighted
+    reconstruction term."""
+    if aperture is None:
+        return torch.ones(int(np.prod(shape)), device=device)
+    return aperture_weights(shape, aperture, device).sqrt()
+
+
 @torch.no_grad()
 def border_noise(images: torch.Tensor) -> torch.Tensor:
     """Each image's noise sigma (N,) from images (N, C, H, W) (`border_statistics`), floored at

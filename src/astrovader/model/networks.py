@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from torch import nn
 
 from astrovader.config import Config
-from astrovader.model.losses import aperture_weights
+from astrovader.model.losses import aperture_pixel_weights
 
 OUTPUT_BIAS = 0.1
 LOGVAR_START = -6.0
@@ -91,9 +91,8 @@ class PCAEncoder(nn.Module):
 
     def __init__(self, shape: tuple[int, int, int], latent_dim: int, aperture: float | None):
         super().__init__()
-        weights = torch.ones(int(np.prod(shape))) if aperture is None else aperture_weights(shape, aperture, torch.device("cpu"))
-        self.register_buffer("pixel_weights", weights.sqrt())
-        self.mu, self.logvar = latent_heads(len(weights), latent_dim)
+        self.register_buffer("pixel_weights", aperture_pixel_weights(shape, aperture, torch.device("cpu")))
+        self.mu, self.logvar = latent_heads(len(self.pixel_weights), latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(x.device.type, enabled=False):  # whitened trailing components lose too much in bf16
